@@ -1,0 +1,237 @@
+"""`python -m bench`: list what exists, train one run, evaluate a stored run, show the run store."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Any, Sequence
+
+from bench.config import RunConfig
+from bench.data.scenarios import ScenarioConfig
+from bench.hparams import parse_pairs
+from bench.registry import UnknownNameError
+
+EPILOG = """examples:
+  python -m bench list
+  python -m bench train --method trades --dataset fmnist --model tiny-cnn --epochs 3
+  python -m bench train --method pgd_at --dataset cifar10-jpeg --model preact-resnet18 --epochs 200 \\
+      --milestones 100 150 --normalize --hp bn_mode=train
+  python -m bench eval <run-id-prefix> --checkpoint best --attacks clean,pgd20,aa --aa-n 1000
+  python -m bench status
+"""
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    d = RunConfig()
+    g = p.add_argument_group("what to train")
+    g.add_argument("--method", default=d.method, help="training method (see `list methods`); default %(default)s")
+    g.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
+                   help="method hyperparameter override, repeatable (e.g. --hp beta=6)")
+    g.add_argument("--dataset", default=d.dataset, help="dataset (see `list datasets`); default %(default)s")
+    g.add_argument("--model", default=d.model, help="architecture (see `list models`); default %(default)s")
+    g.add_argument("--normalize", action="store_true", help="put the dataset's mean/std layer in the model")
+    g.add_argument("--no-augment", action="store_true", help="train without the dataset's crop/flip augmentation")
+    g.add_argument("--fidelity", choices=["paper", "code"], default=d.fidelity,
+                   help="follow the paper text or reproduce the official code's quirks (spec §0)")
+    g.add_argument("--seed", type=int, default=d.seed)
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--epochs", type=int, default=d.epochs)
+    o.add_argument("--batch-size", type=int, default=d.batch_size)
+    o.add_argument("--train-limit", type=int, default=None, help="train on the first N training images only (smoke runs)")
+    o.add_argument("--lr", type=float, default=d.lr, help="initial (piecewise) or peak (onecycle, cyclic) lr")
+    o.add_argument("--momentum", type=float, default=d.momentum)
+    o.add_argument("--nesterov", action="store_true")
+    o.add_argument("--weight-decay", type=float, default=d.weight_decay, help="applied to all parameters")
+    o.add_argument("--schedule", default=d.schedule, help="piecewise, onecycle, cyclic, cosine or constant")
+    o.add_argument("--milestones", type=int, nargs="*", default=list(d.milestones),
+                   help="piecewise: epochs where lr is multiplied by --gamma (default: 50%% and 75%% of training)")
+    o.add_argument("--gamma", type=float, default=d.gamma)
+    a = p.add_argument_group("training attack")
+    a.add_argument("--eps", type=float, default=None, help="L∞ budget in pixel units (default: the dataset's)")
+    a.add_argument("--step-size", type=float, default=None, help="attack step (default: the dataset's)")
+    a.add_argument("--attack-steps", type=int, default=d.attack_steps)
+    e = p.add_argument_group("evaluation")
+    e.add_argument("--eval-every", type=int, default=d.eval_every, help="epochs between per-epoch evaluations")
+    e.add_argument("--eval-attacks", default=",".join(d.eval_attacks), help="per-epoch evaluations (comma list)")
+    e.add_argument("--eval-n", type=int, default=d.eval_n, help="per-epoch evaluation on the first N test images (0: all)")
+    e.add_argument("--final-attacks", default=",".join(d.final_attacks), help="evaluations of best/last at the end")
+    e.add_argument("--aa-n", type=int, default=None, help="final AutoAttack on the first N test images (default all)")
+    e.add_argument("--select", default=d.select, help="per-epoch evaluation that picks the 'best' checkpoint")
+    s = p.add_argument_group("data scenario (spec §1)")
+    for f in dataclasses.fields(ScenarioConfig):
+        s.add_argument(f"--{f.name.replace('_', '-')}", dest=f"scenario_{f.name}", default=None,
+                       help=f"scenario {f.name} (default {f.default!r})")
+
+
+def _scenario(args: argparse.Namespace) -> ScenarioConfig:
+    from bench.hparams import build
+
+    given = {f.name: getattr(args, f"scenario_{f.name}") for f in dataclasses.fields(ScenarioConfig)}
+    return build(ScenarioConfig, {k: v for k, v in given.items() if v is not None})
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    return RunConfig(
+        method=args.method, hp=tuple(sorted(parse_pairs(args.hp).items())), dataset=args.dataset,
+        model=args.model, normalize=args.normalize, augment=not args.no_augment, epochs=args.epochs,
+        train_limit=args.train_limit,
+        batch_size=args.batch_size, lr=args.lr, momentum=args.momentum, nesterov=args.nesterov,
+        weight_decay=args.weight_decay, schedule=args.schedule, milestones=tuple(args.milestones),
+        gamma=args.gamma, eps=args.eps, step_size=args.step_size, attack_steps=args.attack_steps, seed=args.seed,
+        eval_every=args.eval_every, eval_attacks=_names(args.eval_attacks), eval_n=args.eval_n or None,
+        final_attacks=_names(args.final_attacks), aa_n=args.aa_n, select=args.select, fidelity=args.fidelity,
+        scenario=_scenario(args),
+    )
+
+
+def validate(cfg: RunConfig) -> None:
+    """Refuse unknown names before any data is loaded or any folder is made."""
+    from bench.data import DATASETS
+    from bench.evaluate import EVAL_ATTACKS
+    from bench.models import MODELS
+    from bench.schedules import SCHEDULES
+    from methods import METHODS, resolved_hparams
+
+    METHODS.get(cfg.method)
+    resolved_hparams(cfg.method, cfg.hp_dict)
+    DATASETS.get(cfg.dataset)
+    MODELS.get(cfg.model)
+    SCHEDULES.get(cfg.schedule)
+    for name in cfg.eval_attacks + cfg.final_attacks:
+        EVAL_ATTACKS.get(name)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from bench.data import DATASETS
+    from bench.evaluate import EVAL_ATTACKS
+    from bench.models import MODELS, describe
+    from bench.schedules import SCHEDULES
+    from methods import METHODS
+
+    sections = {
+        "methods": [(n, METHODS.get(n).description) for n in METHODS],
+        "datasets": [(n, _dataset_line(DATASETS.get(n))) for n in DATASETS],
+        "models": [(n, describe(n)) for n in MODELS],
+        "attacks": [(n, "") for n in EVAL_ATTACKS],
+        "schedules": [(n, "") for n in SCHEDULES],
+        "experiments": [],
+    }
+    wanted = [args.what] if args.what else list(sections)
+    for name in wanted:
+        print(f"{name}:")
+        for item, text in sections[name] or [("(none defined yet)", "")]:
+            print(f"  {item:<20} {text}".rstrip())
+    return 0
+
+
+def _dataset_line(info: Any) -> str:
+    c, h, w = info.shape
+    return f"{info.num_classes} classes, {c}×{h}×{w}, default ε={info.default_eps:.4g}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from bench.store import RunStore
+    from bench.train import Runtime, resolve_device, train_run
+
+    cfg = config_from_args(args)
+    validate(cfg)
+    run = RunStore(args.runs_dir).run_dir(cfg)
+    state = run.status()
+    if state == "running":
+        print(f"{run.path} is being trained by another process (fresh heartbeat); not starting it twice.")
+        return 1
+    print(f"run {run.path} ({'already done' if state == 'done' else 'resuming' if state == 'crashed' else 'new'})")
+    result = train_run(cfg, run, Runtime(resolve_device(args.device), args.data_root))
+    print(format_result(result))
+    return 0
+
+
+def format_result(result: dict[str, Any]) -> str:
+    lines = [f"{result['run_id']}: {result['method']} on {result['dataset']} ({result['model']}, "
+             f"{result['epochs']} epochs, seed {result['seed']}, ε={result['eps']:.4g}); best = epoch "
+             f"{result['best']['epoch'] + 1} by: {result['best']['rule']}"]
+    for ckpt, ev in result["checkpoints"].items():
+        cells = [_attack_cell(a, ev["attacks"][a]) for a in result["attacks"]]
+        lines.append(f"  {ckpt:<6} " + " | ".join(cells))
+    return "\n".join(lines)
+
+
+def _attack_cell(name: str, ev: dict[str, Any]) -> str:
+    worst = ev["worst_class_acc"]
+    worst_text = "n/a" if worst is None else f"{100 * worst:.1f}% (class {ev['worst_class']})"
+    return f"{name} {100 * ev['acc']:.2f}% (worst {worst_text}, n={ev['n']})"
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from bench.evaluate_run import evaluate_stored
+    from bench.store import RunStore
+    from bench.train import resolve_device
+
+    run = RunStore(args.runs_dir).open(args.run)
+    out = evaluate_stored(run, args.checkpoint, _names(args.attacks), args.aa_n, resolve_device(args.device),
+                          args.data_root)
+    print(f"{run.path.name} [{args.checkpoint}]  " + " | ".join(_attack_cell(a, v) for a, v in out["attacks"].items()))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from bench.store import RunStore
+
+    store = RunStore(args.runs_dir)
+    rows = list(store.runs())
+    if not rows:
+        print(f"no runs under {store.root}")
+        return 0
+    print(f"{'status':<8} {'epochs':>9}  run")
+    for run in rows:
+        cfg = run.config()
+        print(f"{run.status():<8} {run.epochs_done():>4}/{cfg.epochs:<4}  {run.path.name}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs-dir", default=None, help="run store folder (default: $BENCH_RUNS or ./runs)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    lp = sub.add_parser("list", help="methods, datasets, models, attacks, schedules, experiments")
+    lp.add_argument("what", nargs="?", choices=["methods", "datasets", "models", "attacks", "schedules", "experiments"])
+    lp.set_defaults(func=cmd_list)
+
+    tp = sub.add_parser("train", help="train one run (resumes it if it crashed, skips it if done)",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_run_flags(tp)
+    _add_runtime_flags(tp)
+    tp.set_defaults(func=cmd_train)
+
+    ep = sub.add_parser("eval", help="evaluate a stored run's checkpoint with chosen attacks")
+    ep.add_argument("run", help="run folder or run id (a unique prefix is enough)")
+    ep.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    ep.add_argument("--attacks", default="clean,pgd20", help="comma list (see `list attacks`)")
+    ep.add_argument("--aa-n", type=int, default=None, help="AutoAttack on the first N test images")
+    _add_runtime_flags(ep)
+    ep.set_defaults(func=cmd_eval)
+
+    sp = sub.add_parser("status", help="every stored run: done, running, crashed or new")
+    sp.set_defaults(func=cmd_status)
+    return p
+
+
+def _add_runtime_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("runtime (not part of the run's identity)")
+    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (auto: cuda if available)")
+    g.add_argument("--data-root", default=None, help="folder with torchvision datasets (default $BENCH_DATA_ROOT)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UnknownNameError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,96 @@
+"""The run configuration: everything that determines a run's numbers, and nothing else.
+
+Execution details (device, data root, where runs are stored) are deliberately not here, so the
+same run has the same identity on a laptop and on a cluster.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bench.data.scenarios import ScenarioConfig
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    method: str = "pgd_at"
+    hp: tuple[tuple[str, str], ...] = ()  # method hyperparameter overrides, sorted (key, value) pairs
+    dataset: str = "fmnist"
+    model: str = "tiny-cnn"
+    normalize: bool = False  # mean/std layer inside the model (CFA, Wong); off in TRADES-lineage codes
+    augment: bool = True  # the dataset's default train augmentation (crop/flip where it has one)
+    epochs: int = 10
+    train_limit: int | None = None  # train on the first N images of the (scenario) training set: smoke runs
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "piecewise"
+    milestones: tuple[int, ...] = ()  # piecewise: epochs at which lr *= gamma; () → 50% and 75%
+    gamma: float = 0.1
+    eps: float | None = None  # None → the dataset's default L∞ budget
+    step_size: float | None = None  # None → the dataset's default step
+    attack_steps: int = 10
+    seed: int = 0
+    eval_every: int = 1  # epochs between evaluations on the first eval_n test images
+    eval_attacks: tuple[str, ...] = ("clean", "pgd20")
+    eval_n: int | None = 1000
+    final_attacks: tuple[str, ...] = ("clean", "pgd20", "aa")
+    aa_n: int | None = None  # AutoAttack on the first aa_n test images in the final evaluation
+    select: str = "pgd20"  # 'best' checkpoint = highest accuracy under this per-epoch eval attack
+    fidelity: Literal["paper", "code"] = "paper"
+    scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be ≥ 1")
+        if self.attack_steps < 0:
+            raise ValueError(f"attack_steps={self.attack_steps} must be ≥ 0")
+        if self.fidelity not in ("paper", "code"):
+            raise ValueError(f"fidelity={self.fidelity!r}; choose 'paper' or 'code'")
+        if self.select not in self.eval_attacks:
+            raise ValueError(f"select={self.select!r} must be one of eval_attacks {list(self.eval_attacks)}")
+
+    @property
+    def hp_dict(self) -> dict[str, str]:
+        return dict(self.hp)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError(f"unknown run-config field(s) {unknown}; valid: {sorted(known)}")
+        values = dict(data)
+        if "scenario" in values and isinstance(values["scenario"], dict):
+            values["scenario"] = ScenarioConfig(**values["scenario"])
+        if "hp" in values:
+            values["hp"] = tuple(sorted((str(k), str(v)) for k, v in _pairs(values["hp"])))
+        for name in ("milestones", "eval_attacks", "final_attacks"):
+            if name in values:
+                values[name] = tuple(values[name])
+        return cls(**values)
+
+    def overrides(self) -> dict[str, Any]:
+        """The fields that differ from the defaults, JSON-ready: what makes this run this run."""
+        default = RunConfig().to_dict()
+        return {k: v for k, v in self.to_dict().items() if v != default[k]}
+
+    def run_id(self) -> str:
+        """Readable prefix + hash of the non-default config, e.g. `trades_fmnist_tiny-cnn_s0-3fa1c2d9e0`."""
+        digest = hashlib.sha256(json.dumps(self.overrides(), sort_keys=True).encode()).hexdigest()[:10]
+        prefix = re.sub(r"[^A-Za-z0-9.+_-]", "-", f"{self.method}_{self.dataset}_{self.model}_s{self.seed}")
+        return f"{prefix}-{digest}"
+
+
+def _pairs(hp: Any) -> list[tuple[Any, Any]]:
+    return list(hp.items()) if isinstance(hp, dict) else [tuple(p) for p in hp]

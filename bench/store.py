@@ -1,0 +1,170 @@
+"""The run store: one folder per run, named by a readable prefix and a hash of its non-default config.
+
+    <root>/<run_id>/config.json     the full config, its overrides and resolved method hyperparameters
+                    scenario.json   per-class counts, noise transition actually applied
+                    records.jsonl   one JSON line per finished epoch
+                    last.pt         everything needed to resume (written atomically every epoch)
+                    best.pt         model weights of the selected epoch, with the selection rule
+                    result.json     final evaluation of the best and last checkpoints
+                    heartbeat       touched while a process trains the run
+                    done            written last: the run is finished
+
+A run folder is the single source of truth: tables and status are computed from these files alone.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from bench import atomic
+from bench.config import RunConfig
+
+HEARTBEAT_SECONDS = 30.0
+STALE_AFTER_SECONDS = 4 * HEARTBEAT_SECONDS
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("BENCH_RUNS", "runs"))
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    # -- files -------------------------------------------------------------------------------
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def records_file(self) -> Path:
+        return self.path / "records.jsonl"
+
+    @property
+    def last_ckpt(self) -> Path:
+        return self.path / "last.pt"
+
+    @property
+    def best_ckpt(self) -> Path:
+        return self.path / "best.pt"
+
+    @property
+    def result_file(self) -> Path:
+        return self.path / "result.json"
+
+    @property
+    def done_file(self) -> Path:
+        return self.path / "done"
+
+    @property
+    def heartbeat_file(self) -> Path:
+        return self.path / "heartbeat"
+
+    def config(self) -> RunConfig:
+        return RunConfig.from_dict(json.loads(self.config_file.read_text())["config"])
+
+    def result(self) -> dict[str, Any]:
+        return json.loads(self.result_file.read_text())
+
+    # -- records -----------------------------------------------------------------------------
+    def records(self) -> list[dict[str, Any]]:
+        """Epoch records; a torn last line (killed mid-append) is ignored."""
+        if not self.records_file.exists():
+            return []
+        out = []
+        for line in self.records_file.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+        return out
+
+    def append_record(self, record: dict[str, Any]) -> None:
+        with open(self.records_file, "a") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def truncate_records(self, epochs_done: int) -> None:
+        """Keep the records of the first `epochs_done` epochs: those a resumed run will not redo."""
+        kept = [r for r in self.records() if r["epoch"] < epochs_done]
+        atomic.write_text(self.records_file, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+
+    # -- liveness ----------------------------------------------------------------------------
+    def status(self, now: float | None = None) -> str:
+        """'done', 'running' (fresh heartbeat), 'crashed' (started, stale heartbeat) or 'new'."""
+        if self.done_file.exists():
+            return "done"
+        if not self.heartbeat_file.exists():
+            return "new"
+        age = (now or time.time()) - self.heartbeat_file.stat().st_mtime
+        return "running" if age < STALE_AFTER_SECONDS else "crashed"
+
+    def epochs_done(self) -> int:
+        return len(self.records())
+
+    def heartbeat(self) -> "Heartbeat":
+        return Heartbeat(self.heartbeat_file)
+
+    def mark_done(self) -> None:
+        atomic.write_text(self.done_file, time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
+
+
+class Heartbeat:
+    """Touches a file every HEARTBEAT_SECONDS from a daemon thread while a run trains.
+
+    A process that dies stops touching it, which is how `status` tells running from crashed.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while True:
+            atomic.write_text(self.path, f"{socket.gethostname()} {os.getpid()} {time.time():.0f}\n")
+            if self._stop.wait(HEARTBEAT_SECONDS):
+                return
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class RunStore:
+    def __init__(self, root: Path | str | None = None):
+        self.root = Path(root) if root is not None else default_root()
+
+    def run_dir(self, cfg: RunConfig) -> RunDir:
+        return RunDir(self.root / cfg.run_id())
+
+    def runs(self) -> Iterator[RunDir]:
+        if not self.root.exists():
+            return
+        for path in sorted(self.root.iterdir()):
+            if (path / "config.json").exists():
+                yield RunDir(path)
+
+    def open(self, name_or_path: str) -> RunDir:
+        """A stored run by folder path or by run id (a unique prefix is enough)."""
+        path = Path(name_or_path)
+        if (path / "config.json").exists():
+            return RunDir(path)
+        matches = [r for r in self.runs() if r.path.name.startswith(name_or_path)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise FileNotFoundError(f"no stored run '{name_or_path}' under {self.root} (see `python -m bench status`)")
+        names = ", ".join(r.path.name for r in matches[:5])
+        raise ValueError(f"'{name_or_path}' matches {len(matches)} runs ({names}, ...); give more of the name")

@@ -1,0 +1,244 @@
+"""One method-agnostic training loop with per-epoch checkpoints, records and exact resume.
+
+The loop asks the method for a loss, steps the optimiser and schedule, keeps per-class training
+accuracy on the examples the update used, evaluates every `eval_every` epochs, and writes an
+atomic checkpoint after every epoch. Killing the process at any moment and calling `train_run`
+again continues from the last finished epoch with the same RNG states, so the final weights equal
+those of an uninterrupted run (on CPU; CUDA kernels are not bitwise deterministic).
+"""
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench import atomic
+from bench.config import RunConfig
+from bench.data import DATASETS, DatasetInfo, Split, load_dataset
+from bench.data.batches import AugmentSpec, BatchStream
+from bench.data.scenarios import build_scenario
+from bench.evaluate import EvalConfig, attack_specs, evaluate
+from bench.models import build_model
+from bench.progress import progress
+from bench.schedules import build_schedule, milestones
+from bench.store import RunDir
+from methods import Batch, MethodContext, build_method, resolved_hparams
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how a run executes; not part of its identity."""
+
+    device: torch.device = torch.device("cpu")
+    data_root: str | None = None
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def attack_budget(cfg: RunConfig, info: DatasetInfo) -> tuple[float, float]:
+    eps = info.default_eps if cfg.eps is None else cfg.eps
+    step = info.default_step if cfg.step_size is None else cfg.step_size
+    return eps, step
+
+
+def make_model(cfg: RunConfig, info: DatasetInfo, rt: Runtime) -> nn.Module:
+    c, h, _ = info.shape
+    norm = dict(mean=info.mean, std=info.std) if cfg.normalize else {}
+    model = build_model(cfg.model, info.num_classes, in_channels=c, image_size=h, **norm).to(rt.device)
+    return model.to(memory_format=torch.channels_last) if rt.cuda else model
+
+
+def _rng_state(data_gen: torch.Generator) -> dict[str, Any]:
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+        "data": data_gen.get_state(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any], data_gen: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    data_gen.set_state(state["data"])
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+class EpochMeter:
+    """Per-epoch sums kept on the device, so the hot loop never waits for a host sync."""
+
+    def __init__(self, num_classes: int, device: torch.device):
+        self.num_classes = num_classes
+        self.loss = torch.zeros((), device=device)
+        self.correct = torch.zeros(num_classes, device=device)
+        self.seen = torch.zeros(num_classes, device=device)
+        self.stats: dict[str, torch.Tensor] = {}
+        self.batches = 0
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor | None, y: torch.Tensor, stats: dict[str, torch.Tensor]) -> None:
+        self.batches += 1
+        self.loss += loss.detach().float()
+        if logits is not None:
+            hit = (logits.detach().argmax(1) == y).float()
+            self.correct.index_add_(0, y, hit)
+            self.seen.index_add_(0, y, torch.ones_like(hit))
+        for k, v in stats.items():
+            self.stats[k] = self.stats.get(k, 0) + v.detach().float()
+
+    def summary(self) -> dict[str, Any]:
+        seen = self.seen.cpu()
+        acc = (self.correct.cpu() / seen.clamp(min=1)).tolist()
+        out = {
+            "train_loss": float(self.loss) / max(self.batches, 1),
+            "train_acc": float(self.correct.sum() / seen.sum().clamp(min=1)),
+            "train_class_acc": [a if n > 0 else None for a, n in zip(acc, seen.tolist())],
+        }
+        out.update({f"train_{k}": float(v) / self.batches for k, v in self.stats.items()})
+        return out
+
+
+def evaluate_model(model: nn.Module, test: Split, info: DatasetInfo, names: tuple[str, ...], n: int | None,
+                   aa_n: int | None, eps: float, step: float, rt: Runtime, seed: int) -> dict[str, Any]:
+    subset = test if n is None or n >= len(test) else test.subset(torch.arange(n))
+    cfg = EvalConfig(attack_specs(names, eps=eps, step=step, dataset=info.name), aa_n=aa_n, seed=seed)
+    return evaluate(model, subset, info.num_classes, cfg, rt.device)
+
+
+def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str, Any]:
+    """Train (or resume, or skip if done) the run in `run`; returns its result.json content."""
+    if run.status() == "done":
+        return run.result()
+    info = DATASETS.get(cfg.dataset)
+    eps, step = attack_budget(cfg, info)
+    train_split, test_split = load_dataset(cfg.dataset, rt.data_root)
+    scenario = build_scenario(train_split, info.num_classes, cfg.scenario)
+    train = scenario.train if cfg.train_limit is None else scenario.train.subset(torch.arange(cfg.train_limit))
+    train = train.to(rt.device)
+    test = test_split.to(rt.device)
+    run.path.mkdir(parents=True, exist_ok=True)
+    if not run.config_file.exists():
+        atomic.write_json(run.config_file, {
+            "run_id": run.path.name,
+            "config": cfg.to_dict(),
+            "overrides": cfg.overrides(),
+            "method_hparams": resolved_hparams(cfg.method, cfg.hp_dict),
+            "resolved": {"eps": eps, "step_size": step, "milestones": list(milestones(cfg)),
+                         "dataset_note": "cifar10-jpeg is CIFAR-10 re-encoded as JPEG (q75), not cifar10"
+                         if cfg.dataset == "cifar10-jpeg" else None},
+        })
+        atomic.write_json(run.path / "scenario.json", scenario.record)
+
+    _seed_everything(cfg.seed)
+    data_gen = torch.Generator().manual_seed(cfg.seed)
+    augment = AugmentSpec.for_dataset(info) if cfg.augment else None
+    stream = BatchStream(train, cfg.batch_size, rt.device, augment, shuffle=True, drop_last=False)
+    model = make_model(cfg, info, rt)
+    ctx = MethodContext(
+        num_classes=info.num_classes, eps=eps, step_size=step, attack_steps=cfg.attack_steps,
+        epochs=cfg.epochs, steps_per_epoch=len(stream),
+        class_counts=tuple(int(c) for c in torch.bincount(train.y, minlength=info.num_classes).tolist()),
+        heldout={k: v.to(rt.device) for k, v in scenario.heldout.items()},
+        device=rt.device, fidelity=cfg.fidelity, new_model=lambda: make_model(cfg, info, rt),
+    )
+    method = build_method(cfg.method, cfg.hp_dict, ctx)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+    schedule = build_schedule(optimizer, cfg, len(stream))
+    start, best = 0, {"epoch": None, "score": -1.0}
+    if run.last_ckpt.exists():
+        ckpt = torch.load(run.last_ckpt, map_location=rt.device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        schedule.load_state_dict(ckpt["schedule"])
+        method.load_state_dict(ckpt["method"])
+        _set_rng_state(ckpt["rng"], data_gen)
+        start, best = ckpt["epoch"] + 1, ckpt["best"]
+    run.truncate_records(start)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if rt.cuda else contextlib.nullcontext)
+
+    with run.heartbeat():
+        for epoch in progress(range(start, cfg.epochs), desc=run.path.name, total=cfg.epochs - start, leave=True):
+            began = time.time()
+            meter = EpochMeter(info.num_classes, rt.device)
+            method.on_epoch_start(model, epoch)
+            model.train()
+            for i, (x, y, idx) in enumerate(progress(stream.epoch(data_gen), desc=f"epoch {epoch + 1}", total=len(stream))):
+                if rt.cuda:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with autocast:
+                    out = method.loss(model, Batch(x, y, idx, epoch, i), optimizer)
+                optimizer.zero_grad(set_to_none=True)
+                out.loss.backward()
+                optimizer.step()
+                schedule.step()
+                meter.add(out.loss, out.logits, y, out.stats)
+            record = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **meter.summary()}
+            record.update(method.on_epoch_end(model, epoch, record["train_class_acc"]))
+            record["train_seconds"] = time.time() - began
+            if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+                record["eval"] = evaluate_model(model, test, info, cfg.eval_attacks, cfg.eval_n, None, eps, step, rt, cfg.seed)
+                score = record["eval"]["attacks"][cfg.select]["acc"]
+                if score > best["score"]:
+                    best = {"epoch": epoch, "score": score}
+                    atomic.torch_save(run.best_ckpt, {"model": model.state_dict(), "epoch": epoch, "rule": _rule(cfg)})
+            run.append_record(record)
+            atomic.torch_save(run.last_ckpt, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                "method": method.state_dict(), "rng": _rng_state(data_gen), "epoch": epoch, "best": best,
+                "averaged": {k: m.state_dict() for k, m in method.averaged_models().items()},
+            })
+        result = final_evaluation(cfg, run, model, method, test, info, eps, step, rt)
+    run.mark_done()
+    return result
+
+
+def _rule(cfg: RunConfig) -> str:
+    n = "all" if cfg.eval_n is None else f"first {cfg.eval_n}"
+    return (f"highest {cfg.select} accuracy on the {n} test images, evaluated every {cfg.eval_every} epoch(s); "
+            "ties keep the earlier epoch")
+
+
+def final_evaluation(cfg: RunConfig, run: RunDir, model: nn.Module, method: Any, test: Split, info: DatasetInfo,
+                     eps: float, step: float, rt: Runtime) -> dict[str, Any]:
+    """Evaluate the last and the best checkpoints (and any averaged models) with the final attacks."""
+    checkpoints: dict[str, nn.Module] = {"last": model, **{f"last_{k}": m for k, m in method.averaged_models().items()}}
+    best = torch.load(run.best_ckpt, map_location=rt.device, weights_only=False)
+    if best["epoch"] != cfg.epochs - 1:
+        best_model = make_model(cfg, info, rt)
+        best_model.load_state_dict(best["model"])
+        checkpoints["best"] = best_model
+    result: dict[str, Any] = {
+        "run_id": run.path.name, "dataset": cfg.dataset, "model": cfg.model, "method": cfg.method,
+        "epochs": cfg.epochs, "seed": cfg.seed, "eps": eps, "step_size": step,
+        "best": {"epoch": best["epoch"], "rule": best["rule"], "same_as_last": "best" not in checkpoints},
+        "attacks": list(cfg.final_attacks), "aa_n": cfg.aa_n, "checkpoints": {},
+    }
+    for name, m in checkpoints.items():
+        result["checkpoints"][name] = evaluate_model(m, test, info, cfg.final_attacks, None, cfg.aa_n, eps, step, rt, cfg.seed)
+    if "best" not in checkpoints:
+        result["checkpoints"]["best"] = result["checkpoints"]["last"]
+    atomic.write_json(run.result_file, result)
+    return result

@@ -1,0 +1,91 @@
+"""The contract between the training runner and a method plugin.
+
+The runner owns data, optimiser, schedule, evaluation, checkpoints and records. A method owns how
+its training examples are made, its loss, and any per-sample or per-class state it keeps between
+steps — which it must expose through `state_dict`/`load_state_dict` so a killed run resumes to the
+same state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+
+from bench.data import Split
+
+
+@dataclass(frozen=True)
+class NoHparams:
+    """For methods without hyperparameters of their own."""
+
+
+@dataclass
+class MethodContext:
+    """What a method may know about the run it is part of, handed over once when it is built."""
+
+    num_classes: int
+    eps: float  # the run's L∞ budget (pixel units)
+    step_size: float
+    attack_steps: int
+    epochs: int
+    steps_per_epoch: int
+    class_counts: tuple[int, ...]  # training-set samples per class (after the scenario)
+    heldout: dict[str, Split]  # clean held-out splits (meta / validation sets), on the device
+    device: torch.device
+    fidelity: str  # "paper" or "code" (spec §0)
+    new_model: Callable[[], nn.Module]  # a fresh model of the run's architecture, on the device
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor  # float [0,1], augmented, on the device
+    y: torch.Tensor  # training labels (noisy where the scenario says so)
+    idx: torch.Tensor  # positions in the training split, for per-sample memory
+    epoch: int  # 0-based
+    step: int  # batch index within the epoch
+
+
+@dataclass
+class StepOutput:
+    loss: torch.Tensor
+    logits: torch.Tensor | None = None  # outputs on the examples the update trained on (train robust acc)
+    stats: dict[str, torch.Tensor] = field(default_factory=dict)  # detached scalars, averaged per epoch
+
+
+class Method:
+    """Base class of every training method; subclasses set `Hparams` and implement `loss`."""
+
+    Hparams: ClassVar[type] = NoHparams
+    description: ClassVar[str] = ""
+
+    def __init__(self, hp: Any, ctx: MethodContext):
+        self.hp = hp
+        self.ctx = ctx
+        # Per-class L∞ budget: uniform here; class-calibrated methods (CFA's CCM, FRL) rewrite it.
+        self.class_eps = torch.full((ctx.num_classes,), float(ctx.eps), device=ctx.device)
+
+    def eps_for(self, y: torch.Tensor) -> torch.Tensor:
+        """Per-sample budget of a batch with labels y."""
+        return self.class_eps[y]
+
+    def loss(self, model: nn.Module, batch: Batch, optimizer: torch.optim.Optimizer) -> StepOutput:
+        raise NotImplementedError
+
+    def on_epoch_start(self, model: nn.Module, epoch: int) -> None:
+        """Called before the first batch of each epoch (class-wise schedules update here)."""
+
+    def on_epoch_end(self, model: nn.Module, epoch: int, train_class_acc: list[float]) -> dict[str, Any]:
+        """Called after the last batch; returns extra JSON-ready values for this epoch's record."""
+        return {}
+
+    def averaged_models(self) -> dict[str, nn.Module]:
+        """Extra models to evaluate and checkpoint beside the trained one (EMA, FAWA), by name."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"class_eps": self.class_eps.cpu()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.class_eps = state["class_eps"].to(self.ctx.device)

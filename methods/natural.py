@@ -1,0 +1,16 @@
+"""Natural (plain) training: cross-entropy on clean, augmented images (spec §4.1)."""
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from methods.base import Batch, Method, StepOutput
+from methods.registry import METHODS
+
+
+@METHODS.register("natural")
+class Natural(Method):
+    description = "plain training on clean data (no adversary)"
+
+    def loss(self, model, batch: Batch, optimizer) -> StepOutput:
+        logits = model(batch.x)
+        return StepOutput(F.cross_entropy(logits, batch.y), logits)

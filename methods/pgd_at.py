@@ -1,0 +1,29 @@
+"""PGD adversarial training (Madry et al. 2018; spec §4.2): mean CE on PGD-K examples, no clean term."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch.nn.functional as F
+
+from bench.attacks import pgd
+from methods.base import Batch, Method, StepOutput
+from methods.registry import METHODS
+
+
+@dataclass(frozen=True)
+class PGDATHparams:
+    init: Literal["uniform", "normal", "none"] = "uniform"  # Madry/GAIRAT/CFA: uniform in the ball
+    bn_mode: Literal["eval", "train"] = "eval"  # CFA's code attacks in train mode
+
+
+@METHODS.register("pgd_at")
+class PGDAT(Method):
+    Hparams = PGDATHparams
+    description = "PGD adversarial training (Madry et al.): CE on PGD-K adversaries"
+
+    def loss(self, model, batch: Batch, optimizer) -> StepOutput:
+        x_adv = pgd(model, batch.x, batch.y, eps=self.eps_for(batch.y), step_size=self.ctx.step_size,
+                    steps=self.ctx.attack_steps, init=self.hp.init, bn_mode=self.hp.bn_mode)
+        logits = model(x_adv)
+        return StepOutput(F.cross_entropy(logits, batch.y), logits)

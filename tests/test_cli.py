@@ -1,0 +1,40 @@
+"""The command line refuses bad input with the valid choices, and lists what exists."""
+import pytest
+
+from bench.cli import main
+
+
+@pytest.mark.parametrize("flag,bad,good", [
+    ("--method", "trade", "trades"),
+    ("--dataset", "fmnst", "fmnist"),
+    ("--model", "tiny_cnn", "tiny-cnn"),
+    ("--schedule", "piecewize", "piecewise"),
+])
+def test_unknown_names_are_refused_with_a_suggestion(flag, bad, good, capsys, tmp_path):
+    code = main(["--runs-dir", str(tmp_path), "train", flag, bad, "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"'{bad}'" in err and f"Did you mean '{good}'?" in err
+    assert not any(tmp_path.iterdir()), "a refused run must not create a run folder"
+
+
+def test_bad_hyperparameter_is_refused(capsys, tmp_path):
+    assert main(["--runs-dir", str(tmp_path), "train", "--method", "trades", "--hp", "bta=6"]) == 2
+    assert "unknown hyperparameter(s) ['bta']" in capsys.readouterr().err
+
+
+def test_unknown_eval_attack_is_refused(capsys, tmp_path):
+    assert main(["--runs-dir", str(tmp_path), "train", "--eval-attacks", "clean,pgd21", "--select", "clean"]) == 2
+    assert "'pgd21'" in capsys.readouterr().err
+
+
+def test_list_shows_every_registry(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for word in ("methods:", "trades", "datasets:", "cifar10-jpeg", "models:", "wrn-34-10", "attacks:", "aa"):
+        assert word in out
+
+
+def test_status_of_an_empty_store(capsys, tmp_path):
+    assert main(["--runs-dir", str(tmp_path), "status"]) == 0
+    assert "no runs" in capsys.readouterr().out

@@ -1,0 +1,85 @@
+"""The training loop on real Fashion-MNIST: smoke runs of every plugin, kill-and-resume, skip when done."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from bench.config import RunConfig
+from bench.store import RunStore
+from bench.train import train_run
+from methods import METHODS
+
+SMALL = dict(dataset="fmnist", model="tiny-cnn", train_limit=512, batch_size=128, attack_steps=2,
+             eval_attacks=("clean", "pgd20"), eval_n=128, final_attacks=("clean", "pgd20"))
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_every_method_trains_one_short_epoch(method, tmp_path):
+    cfg = RunConfig(method=method, epochs=1, **SMALL)
+    store = RunStore(tmp_path)
+    result = train_run(cfg, store.run_dir(cfg))
+    run = store.run_dir(cfg)
+    rec = run.records()
+    assert len(rec) == 1 and torch.isfinite(torch.tensor(rec[0]["train_loss"]))
+    assert len(rec[0]["train_class_acc"]) == 10
+    assert run.status() == "done"
+    clean = result["checkpoints"]["last"]["clean"]
+    assert 0.0 <= clean["acc"] <= 1.0 and len(clean["per_class"]) == 10
+    # The same run with lr 0 keeps the initial weights: training must have moved away from them.
+    frozen = RunConfig(method=method, epochs=1, lr=0.0, **SMALL)
+    train_run(frozen, store.run_dir(frozen))
+    trained = torch.load(run.last_ckpt, weights_only=False)["model"]
+    initial = torch.load(store.run_dir(frozen).last_ckpt, weights_only=False)["model"]
+    assert any(not torch.equal(trained[k], initial[k]) for k in initial), "training did not change the weights"
+
+
+def test_finished_run_is_not_trained_again(tmp_path):
+    cfg = RunConfig(method="natural", epochs=1, **SMALL)
+    run = RunStore(tmp_path).run_dir(cfg)
+    train_run(cfg, run)
+    stamp = run.last_ckpt.stat().st_mtime_ns
+    again = train_run(cfg, run)
+    assert run.last_ckpt.stat().st_mtime_ns == stamp
+    assert again == json.loads(run.result_file.read_text())
+
+
+def _train_cmd(runs, epochs):
+    return [sys.executable, "-m", "bench", "--runs-dir", str(runs), "train", "--method", "pgd_at",
+            "--dataset", "fmnist", "--model", "tiny-cnn", "--epochs", str(epochs), "--train-limit", "2048",
+            "--attack-steps", "3", "--eval-n", "64", "--eval-attacks", "clean,pgd20", "--final-attacks", "clean",
+            "--device", "cpu"]
+
+
+def test_kill_and_resume_gives_identical_weights(tmp_path):
+    env = {**os.environ, "CI": "1"}
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run(_train_cmd(straight, 3), check=True, env=env, capture_output=True)
+
+    proc = subprocess.Popen(_train_cmd(killed, 3), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    records = None
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill it once the first epoch is stored, somewhere inside the second
+        found = list(killed.glob("*/records.jsonl"))
+        if found and found[0].read_text().count("\n") >= 1:
+            records = found[0]
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert records is not None, "the first epoch never finished"
+    run = RunStore(killed).open(records.parent.name)
+    assert run.status() in ("crashed", "running")  # heartbeat not yet stale, but no done marker
+    assert not run.done_file.exists()
+    subprocess.run(_train_cmd(killed, 3), check=True, env=env, capture_output=True)
+
+    a = torch.load(next(straight.glob("*/last.pt")), weights_only=False)
+    b = torch.load(run.last_ckpt, weights_only=False)
+    assert a["epoch"] == b["epoch"] == 2
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert [r["epoch"] for r in run.records()] == [0, 1, 2]
