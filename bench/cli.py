@@ -21,6 +21,13 @@ EPILOG = """examples:
 """
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show defaults, except a None that only means "decided elsewhere" (the help text says by what)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in text.split(",") if n.strip())
 
@@ -61,16 +68,30 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     e.add_argument("--final-attacks", default=",".join(d.final_attacks), help="evaluations of best/last at the end")
     e.add_argument("--aa-n", type=int, default=None, help="final AutoAttack on the first N test images (default all)")
     e.add_argument("--select", default=d.select, help="per-epoch evaluation that picks the 'best' checkpoint")
-    s = p.add_argument_group("data scenario (spec §1)")
-    for f in dataclasses.fields(ScenarioConfig):
-        s.add_argument(f"--{f.name.replace('_', '-')}", dest=f"scenario_{f.name}", default=None,
-                       help=f"scenario {f.name} (default {f.default!r})")
+    s = p.add_argument_group("data scenario (spec §1; the counts and noise applied go to scenario.json)")
+    for field, flag, text in SCENARIO_FLAGS:
+        default = next(f.default for f in dataclasses.fields(ScenarioConfig) if f.name == field)
+        s.add_argument(flag, dest=f"scenario_{field}", default=None, metavar=field.upper(),
+                       help=text if default is None else f"{text} (default {default})")
+
+
+SCENARIO_FLAGS = (  # (ScenarioConfig field, flag, help)
+    ("heldout", "--heldout", "clean held-out split: caat_meta, frl_meta, cfa_val or bilaw (default none)"),
+    ("heldout_per_class", "--heldout-per-class", "held-out images per class (default by kind: 300 caat/frl, 2%% of the class cfa, 1000//C per set bilaw)"),
+    ("imbalance", "--imbalance", "long-tail imbalance factor n_max/n_min; 1 = balanced"),
+    ("lt_profile", "--lt-profile", "long-tail profile: exp (Cui et al.) or step"),
+    ("lt_order", "--lt-order", "ordered (class 0 is the head) or shuffled (CAAT's code)"),
+    ("n_max", "--n-max", "images of the largest class (default: smallest class left after the held-out split)"),
+    ("noise", "--noise", "label noise: uniform, flip1, flip2 or pair (i→i+1) (default none)"),
+    ("noise_ratio", "--noise-ratio", "fraction of training labels corrupted"),
+    ("seed", "--scenario-seed", "seed of the subsampling, held-out split and noise"),
+)
 
 
 def _scenario(args: argparse.Namespace) -> ScenarioConfig:
     from bench.hparams import build
 
-    given = {f.name: getattr(args, f"scenario_{f.name}") for f in dataclasses.fields(ScenarioConfig)}
+    given = {field: getattr(args, f"scenario_{field}") for field, _, _ in SCENARIO_FLAGS}
     return build(ScenarioConfig, {k: v for k, v in given.items() if v is not None})
 
 
@@ -196,7 +217,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs-dir", default=None, help="run store folder (default: $BENCH_RUNS or ./runs)")
+    runs_help = "run store folder (default: $BENCH_RUNS or ./runs)"
+    p.add_argument("--runs-dir", default=None, help=runs_help)
+    store = argparse.ArgumentParser(add_help=False)  # lets --runs-dir also follow the command
+    store.add_argument("--runs-dir", default=argparse.SUPPRESS, help=runs_help)
     sub = p.add_subparsers(dest="command", required=True)
 
     lp = sub.add_parser("list", help="methods, datasets, models, attacks, schedules, experiments")
@@ -204,12 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     lp.set_defaults(func=cmd_list)
 
     tp = sub.add_parser("train", help="train one run (resumes it if it crashed, skips it if done)",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        parents=[store], formatter_class=_HelpFormatter)
     _add_run_flags(tp)
     _add_runtime_flags(tp)
     tp.set_defaults(func=cmd_train)
 
-    ep = sub.add_parser("eval", help="evaluate a stored run's checkpoint with chosen attacks")
+    ep = sub.add_parser("eval", help="evaluate a stored run's checkpoint with chosen attacks", parents=[store])
     ep.add_argument("run", help="run folder or run id (a unique prefix is enough)")
     ep.add_argument("--checkpoint", choices=["best", "last"], default="best")
     ep.add_argument("--attacks", default="clean,pgd20", help="comma list (see `list attacks`)")
@@ -217,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime_flags(ep)
     ep.set_defaults(func=cmd_eval)
 
-    sp = sub.add_parser("status", help="every stored run: done, running, crashed or new")
+    sp = sub.add_parser("status", help="every stored run: done, running, crashed or new", parents=[store])
     sp.set_defaults(func=cmd_status)
     return p
 

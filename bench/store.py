@@ -7,6 +7,7 @@
                     best.pt         model weights of the selected epoch, with the selection rule
                     result.json     final evaluation of the best and last checkpoints
                     heartbeat       touched while a process trains the run
+                    error.txt       traceback of the last in-process failure (the run shows as crashed)
                     done            written last: the run is finished
 
 A run folder is the single source of truth: tables and status are computed from these files alone.
@@ -18,6 +19,7 @@ import os
 import socket
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -98,13 +100,28 @@ class RunDir:
 
     # -- liveness ----------------------------------------------------------------------------
     def status(self, now: float | None = None) -> str:
-        """'done', 'running' (fresh heartbeat), 'crashed' (started, stale heartbeat) or 'new'."""
+        """'done', 'running' (fresh heartbeat), 'crashed' (stale heartbeat, or its process is gone) or 'new'."""
         if self.done_file.exists():
             return "done"
         if not self.heartbeat_file.exists():
             return "new"
         age = (now or time.time()) - self.heartbeat_file.stat().st_mtime
-        return "running" if age < STALE_AFTER_SECONDS else "crashed"
+        if age >= STALE_AFTER_SECONDS or self._owner_died():
+            return "crashed"
+        return "running"
+
+    def _owner_died(self) -> bool:
+        """True when the heartbeat names a process on this host that no longer exists (killed before it went stale)."""
+        try:
+            host, pid, _ = self.heartbeat_file.read_text().split()
+            if host != socket.gethostname():
+                return False
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except (OSError, ValueError):  # unreadable, or alive but not ours to signal
+            return False
+        return False
 
     def epochs_done(self) -> int:
         return len(self.records())
@@ -127,19 +144,25 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True)
 
+    def _touch(self) -> None:
+        atomic.write_text(self.path, f"{socket.gethostname()} {os.getpid()} {time.time():.0f}\n")
+
     def _beat(self) -> None:
-        while True:
-            atomic.write_text(self.path, f"{socket.gethostname()} {os.getpid()} {time.time():.0f}\n")
-            if self._stop.wait(HEARTBEAT_SECONDS):
-                return
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            self._touch()
 
     def __enter__(self) -> "Heartbeat":
+        self._touch()  # before returning, so the run reads as running at once
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         self._stop.set()
         self._thread.join()
+        if exc_type is not None:  # died in-process: say so now instead of after STALE_AFTER_SECONDS
+            error = "".join(traceback.format_exception(exc_type, exc, tb))
+            atomic.write_text(self.path.with_name("error.txt"), error)
+            os.utime(self.path, (0, 0))
 
 
 class RunStore:

@@ -177,7 +177,7 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
         _set_rng_state(ckpt["rng"], data_gen)
         start, best = ckpt["epoch"] + 1, ckpt["best"]
     run.truncate_records(start)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if rt.cuda else contextlib.nullcontext)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if rt.cuda else contextlib.nullcontext())
 
     with run.heartbeat():
         for epoch in progress(range(start, cfg.epochs), desc=run.path.name, total=cfg.epochs - start, leave=True):

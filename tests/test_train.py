@@ -15,7 +15,7 @@ from bench.train import train_run
 from methods import METHODS
 
 SMALL = dict(dataset="fmnist", model="tiny-cnn", train_limit=512, batch_size=128, attack_steps=2,
-             eval_attacks=("clean", "pgd20"), eval_n=128, final_attacks=("clean", "pgd20"))
+             eval_attacks=("clean", "pgd20"), eval_n=128, final_attacks=("clean",))
 
 
 @pytest.mark.parametrize("method", METHODS.names())
@@ -28,7 +28,7 @@ def test_every_method_trains_one_short_epoch(method, tmp_path):
     assert len(rec) == 1 and torch.isfinite(torch.tensor(rec[0]["train_loss"]))
     assert len(rec[0]["train_class_acc"]) == 10
     assert run.status() == "done"
-    clean = result["checkpoints"]["last"]["clean"]
+    clean = result["checkpoints"]["last"]["attacks"]["clean"]
     assert 0.0 <= clean["acc"] <= 1.0 and len(clean["per_class"]) == 10
     # The same run with lr 0 keeps the initial weights: training must have moved away from them.
     frozen = RunConfig(method=method, epochs=1, lr=0.0, **SMALL)
@@ -73,7 +73,7 @@ def test_kill_and_resume_gives_identical_weights(tmp_path):
     proc.wait()
     assert records is not None, "the first epoch never finished"
     run = RunStore(killed).open(records.parent.name)
-    assert run.status() in ("crashed", "running")  # heartbeat not yet stale, but no done marker
+    assert run.status() == "crashed"  # heartbeat still fresh, but its process is gone
     assert not run.done_file.exists()
     subprocess.run(_train_cmd(killed, 3), check=True, env=env, capture_output=True)
 
