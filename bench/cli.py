@@ -35,9 +35,10 @@ def _names(text: str) -> tuple[str, ...]:
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
     d = RunConfig()
     g = p.add_argument_group("what to train")
-    g.add_argument("--method", default=d.method, help="training method (see `list methods`); default %(default)s")
+    g.add_argument("--method", default=d.method,
+                   help="training method, with add-ons after '+' (pgd_at+ema; see `list methods`); default %(default)s")
     g.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
-                   help="method hyperparameter override, repeatable (e.g. --hp beta=6)")
+                   help="method hyperparameter override, repeatable (--hp beta=6; add-ons' prefixed: --hp ema.decay=0.88)")
     g.add_argument("--dataset", default=d.dataset, help="dataset (see `list datasets`); default %(default)s")
     g.add_argument("--model", default=d.model, help="architecture (see `list models`); default %(default)s")
     g.add_argument("--normalize", action="store_true", help="put the dataset's mean/std layer in the model")
@@ -115,10 +116,9 @@ def validate(cfg: RunConfig) -> None:
     from bench.evaluate import EVAL_ATTACKS
     from bench.models import MODELS
     from bench.schedules import SCHEDULES
-    from methods import METHODS, resolved_hparams
+    from methods import resolved_hparams
 
-    METHODS.get(cfg.method)
-    resolved_hparams(cfg.method, cfg.hp_dict)
+    resolved_hparams(cfg.method, cfg.hp_dict)  # method, add-on and hyperparameter names
     DATASETS.get(cfg.dataset)
     MODELS.get(cfg.model)
     SCHEDULES.get(cfg.schedule)
@@ -131,10 +131,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     from bench.evaluate import EVAL_ATTACKS
     from bench.models import MODELS, describe
     from bench.schedules import SCHEDULES
-    from methods import METHODS
+    from methods import ADDONS, METHODS
 
     sections = {
-        "methods": [(n, METHODS.get(n).description) for n in METHODS],
+        "methods": [(n, METHODS.get(n).description) for n in METHODS]
+        + [(f"+{n}", f"add-on: {ADDONS.get(n).description}") for n in ADDONS],
         "datasets": [(n, _dataset_line(DATASETS.get(n))) for n in DATASETS],
         "models": [(n, describe(n)) for n in MODELS],
         "attacks": [(n, "") for n in EVAL_ATTACKS],
@@ -208,9 +209,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"no runs under {store.root}")
         return 0
     print(f"{'status':<8} {'epochs':>9}  run")
+    counts: dict[str, int] = {}
     for run in rows:
-        cfg = run.config()
-        print(f"{run.status():<8} {run.epochs_done():>4}/{cfg.epochs:<4}  {run.path.name}")
+        state = run.status()
+        counts[state] = counts.get(state, 0) + 1
+        line = f"{state:<8} {run.epochs_done():>4}/{run.config().epochs:<4}  {run.path.name}"
+        error = run.path / "error.txt"
+        if state == "crashed" and error.exists():
+            line += f"  ({error.read_text().strip().splitlines()[-1]}; see {error})"
+        print(line)
+    print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     return 0
 
 

@@ -208,7 +208,6 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
             atomic.torch_save(run.last_ckpt, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                 "method": method.state_dict(), "rng": _rng_state(data_gen), "epoch": epoch, "best": best,
-                "averaged": {k: m.state_dict() for k, m in method.averaged_models().items()},
             })
         result = final_evaluation(cfg, run, model, method, test, info, eps, step, rt)
     run.mark_done()

@@ -1,4 +1,5 @@
-"""The method registry: `@METHODS.register("name")` on a `Method` subclass makes it usable by name."""
+"""Method names → plugins. `@METHODS.register("name")` makes a `Method` usable by name; a name may add
+add-ons with `+` (`trades+ema`), whose hyperparameters are prefixed by the add-on's name (`ema.decay`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,16 +7,58 @@ from typing import Any
 
 from bench import hparams
 from bench.registry import Registry
+from methods.addon import ADDONS, Composite
 from methods.base import Method, MethodContext
 
 METHODS: Registry[type[Method]] = Registry("method")
 
 
+def _parts(name: str) -> tuple[str, list[str]]:
+    base, *addons = [part.strip() for part in name.split("+")]
+    METHODS.get(base)
+    for addon in addons:
+        ADDONS.get(addon)
+    if len(set(addons)) != len(addons):
+        raise ValueError(f"method {name!r} names an add-on twice")
+    return base, addons
+
+
+def _split_overrides(name: str, overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    base, addons = _parts(name)
+    split: dict[str, dict[str, Any]] = {base: {}, **{a: {} for a in addons}}
+    for key, value in overrides.items():
+        owner, dot, field = key.partition(".")
+        if not dot:
+            split[base][key] = value
+        elif owner in addons:
+            split[owner][field] = value
+        else:
+            raise ValueError(f"hyperparameter {key!r}: {owner!r} is not an add-on of {name!r} (add-ons: {addons})")
+    return split
+
+
+def _hparam_objects(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    base, addons = _parts(name)
+    split = _split_overrides(name, overrides)
+    objects = {base: hparams.build(METHODS.get(base).Hparams, split[base])}
+    objects.update({a: hparams.build(ADDONS.get(a).Hparams, split[a]) for a in addons})
+    return objects
+
+
 def build_method(name: str, overrides: dict[str, Any], ctx: MethodContext) -> Method:
-    cls = METHODS.get(name)
-    return cls(hparams.build(cls.Hparams, overrides), ctx)
+    base, addons = _parts(name)
+    hp = _hparam_objects(name, overrides)
+    method = METHODS.get(base)(hp[base], ctx)
+    if not addons:
+        return method
+    return Composite(method, {a: ADDONS.get(a)(hp[a], method) for a in addons})
 
 
 def resolved_hparams(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """All hyperparameters of a method with overrides applied, for the run's record."""
-    return dataclasses.asdict(hparams.build(METHODS.get(name).Hparams, overrides))
+    """All hyperparameters with overrides applied, add-ons' under their prefix, for the run's record."""
+    base, _ = _parts(name)
+    out: dict[str, Any] = {}
+    for owner, obj in _hparam_objects(name, overrides).items():
+        prefix = "" if owner == base else f"{owner}."
+        out.update({prefix + k: v for k, v in dataclasses.asdict(obj).items()})
+    return out

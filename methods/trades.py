@@ -2,13 +2,15 @@
 
 The clean distribution in the outer KL is *not* detached (every TRADES-lineage code lets the gradient
 flow through both arguments). `loss_scale="cfa"` reproduces CFA's reparameterised loss, which divides
-the per-sample loss by 1+β (spec §4.3 [C]); the CFA tables' TRADES rows come from that code.
+the per-sample loss by 1+β (spec §4.3 [C]); the CFA tables' TRADES rows come from that code. β is kept
+per class (`class_beta`) so that CFA's CCR can recalibrate it every epoch.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
 import torch.nn.functional as F
 
 from bench.attacks import pgd
@@ -30,15 +32,27 @@ class TRADES(Method):
     Hparams = TRADESHparams
     description = "TRADES (Zhang et al.): clean CE + β·KL(p(x)‖p(x_adv)) with a KL attack"
 
+    def __init__(self, hp, ctx):
+        super().__init__(hp, ctx)
+        # Per-class β: uniform here; CFA's CCR rewrites it every epoch.
+        self.class_beta = torch.full((ctx.num_classes,), float(hp.beta), device=ctx.device)
+
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
         x_adv = pgd(model, batch.x, batch.y, eps=self.eps_for(batch.y), step_size=self.ctx.step_size,
                     steps=self.ctx.attack_steps, init=self.hp.init, loss="kl", bn_mode=self.hp.bn_mode)
         logits_nat, logits_adv = model(batch.x), model(x_adv)
         ce = F.cross_entropy(logits_nat, batch.y, reduction="none")
         kl = kl_per_sample(logits_nat, logits_adv)
-        beta = self.hp.beta
+        beta = self.class_beta[batch.y]
         if self.hp.loss_scale == "cfa":
             loss = ((ce + beta * kl) / (1 + beta)).mean()
         else:
-            loss = ce.mean() + beta * kl.mean()
+            loss = (ce + beta * kl).mean()
         return StepOutput(loss, logits_adv, {"ce": ce.mean().detach(), "kl": kl.mean().detach()})
+
+    def state_dict(self):
+        return {**super().state_dict(), "class_beta": self.class_beta.cpu()}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.class_beta = state["class_beta"].to(self.ctx.device)

@@ -38,3 +38,19 @@ def test_list_shows_every_registry(capsys):
 def test_status_of_an_empty_store(capsys, tmp_path):
     assert main(["--runs-dir", str(tmp_path), "status"]) == 0
     assert "no runs" in capsys.readouterr().out
+
+
+def test_train_status_eval_round_trip(capsys, tmp_path):
+    runs = ["--runs-dir", str(tmp_path)]
+    small = ["--method", "pgd_at", "--dataset", "fmnist", "--model", "tiny-cnn", "--epochs", "1", "--train-limit", "256",
+             "--attack-steps", "1", "--eval-n", "64", "--final-attacks", "clean"]
+    assert main(["train", *small, *runs]) == 0  # --runs-dir may also follow the command
+    out = capsys.readouterr().out
+    assert "last   clean" in out and "n=10000" in out
+    assert main([*runs, "status"]) == 0
+    out = capsys.readouterr().out
+    assert "done" in out and "1/1" in out and "1 done" in out
+    run_id = next(tmp_path.iterdir()).name
+    assert main([*runs, "eval", run_id[:12], "--checkpoint", "last", "--attacks", "clean,pgd10"]) == 0
+    assert "pgd10" in capsys.readouterr().out
+    assert (tmp_path / run_id / "eval-last.json").exists()

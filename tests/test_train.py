@@ -18,9 +18,12 @@ SMALL = dict(dataset="fmnist", model="tiny-cnn", train_limit=512, batch_size=128
              eval_attacks=("clean", "pgd20"), eval_n=128, final_attacks=("clean",))
 
 
-@pytest.mark.parametrize("method", METHODS.names())
+COMPOSITIONS = {"pgd_at+ema": (("ema.start_epoch", "1"),)}
+
+
+@pytest.mark.parametrize("method", [*METHODS.names(), *COMPOSITIONS])
 def test_every_method_trains_one_short_epoch(method, tmp_path):
-    cfg = RunConfig(method=method, epochs=1, **SMALL)
+    cfg = RunConfig(method=method, epochs=1, hp=COMPOSITIONS.get(method, ()), **SMALL)
     store = RunStore(tmp_path)
     result = train_run(cfg, store.run_dir(cfg))
     run = store.run_dir(cfg)
@@ -31,7 +34,9 @@ def test_every_method_trains_one_short_epoch(method, tmp_path):
     clean = result["checkpoints"]["last"]["attacks"]["clean"]
     assert 0.0 <= clean["acc"] <= 1.0 and len(clean["per_class"]) == 10
     # The same run with lr 0 keeps the initial weights: training must have moved away from them.
-    frozen = RunConfig(method=method, epochs=1, lr=0.0, **SMALL)
+    if "+ema" in method:
+        assert "last_ema" in result["checkpoints"]
+    frozen = RunConfig(method=method, epochs=1, lr=0.0, hp=cfg.hp, **SMALL)
     train_run(frozen, store.run_dir(frozen))
     trained = torch.load(run.last_ckpt, weights_only=False)["model"]
     initial = torch.load(store.run_dir(frozen).last_ckpt, weights_only=False)["model"]

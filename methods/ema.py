@@ -1,0 +1,62 @@
+"""EMA weight averaging (CFA's "+EMA" rows; spec §4.11), as the add-on `+ema`.
+
+Epoch-level: after epoch t, θ̄ ← d·θ̄ + (1−d)·θ_t over the whole state_dict (BN running statistics too;
+the integer `num_batches_tracked` is averaged and cast back); the first update copies θ_t. No BN
+recalibration. Paper defaults d = 0.85 from epoch 50; the official code uses d = 0.88 from epoch 1
+(`--hp ema.decay=0.88 --hp ema.start_epoch=1`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from methods.addon import ADDONS, Addon
+
+
+@dataclass(frozen=True)
+class EMAHparams:
+    decay: float = 0.85
+    start_epoch: int = 50  # 1-based: the model after this epoch is copied, later epochs are averaged in
+
+
+def average_into(avg: dict[str, torch.Tensor], new: dict[str, torch.Tensor], decay: float) -> None:
+    """avg ← decay·avg + (1−decay)·new in place, integer buffers averaged in float and cast back."""
+    for key, value in new.items():
+        mixed = decay * avg[key].double() + (1 - decay) * value.detach().double()
+        avg[key].copy_(mixed.round() if not value.is_floating_point() else mixed)
+
+
+@ADDONS.register("ema")
+class EMA(Addon):
+    Hparams = EMAHparams
+    description = "epoch-level exponential moving average of the weights (evaluated as 'ema')"
+
+    def __init__(self, hp, base):
+        super().__init__(hp, base)
+        if not 0 <= hp.decay < 1:
+            raise ValueError(f"ema.decay={hp.decay} must be in [0, 1)")
+        self.model = self.ctx.new_model()
+        self.started = False
+
+    def on_epoch_end(self, model, epoch, train_class_acc) -> dict[str, Any]:
+        if epoch + 1 < self.hp.start_epoch:
+            return {}
+        with torch.no_grad():
+            if not self.started:
+                self.model.load_state_dict(model.state_dict())
+                self.started = True
+            else:
+                average_into(self.model.state_dict(), model.state_dict(), self.hp.decay)
+        return {"averaged": True}
+
+    def averaged_models(self):
+        return {"ema": self.model} if self.started else {}
+
+    def state_dict(self):
+        return {"started": self.started, "model": {k: v.cpu() for k, v in self.model.state_dict().items()}}
+
+    def load_state_dict(self, state):
+        self.started = state["started"]
+        self.model.load_state_dict(state["model"])
