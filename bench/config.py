@@ -50,6 +50,9 @@ class RunConfig:
         for name in ("epochs", "batch_size", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be ≥ 1")
+        for name in ("train_limit", "eval_n", "aa_n"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be ≥ 1, or None for the whole split")
         if self.attack_steps < 0:
             raise ValueError(f"attack_steps={self.attack_steps} must be ≥ 0")
         if self.fidelity not in ("paper", "code"):

@@ -32,6 +32,8 @@ def test_config_refuses_bad_values():
         RunConfig(epochs=0)
     with pytest.raises(ValueError, match="select='aa'"):
         RunConfig(select="aa")
+    with pytest.raises(ValueError, match="train_limit=0 must be ≥ 1"):
+        RunConfig(train_limit=0)
     with pytest.raises(ValueError, match="unknown run-config field"):
         RunConfig.from_dict({"epoch": 3})
 
