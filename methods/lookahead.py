@@ -1,0 +1,47 @@
+"""The one-step look-ahead of meta-reweighting methods (CAAT, BiLAW; MW-Net convention).
+
+θ'(φ) is the model after one differentiable step of the run's own SGD optimiser on a loss that depends on
+meta-parameters φ (a weighting network): same lr, weight decay, momentum buffer, dampening and Nesterov
+flag as `torch.optim.SGD` would apply. Evaluating a clean meta batch at θ' with `torch.func.functional_call`
+and differentiating w.r.t. φ gives the hypergradient; the model itself is never modified.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+
+def sgd_lookahead(model: nn.Module, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """Parameters after one SGD step on `loss`, kept differentiable w.r.t. whatever `loss` depends on."""
+    if not isinstance(optimizer, torch.optim.SGD):
+        raise TypeError(f"the look-ahead mirrors torch.optim.SGD; got {type(optimizer).__name__}")
+    if any(g.get("maximize") for g in optimizer.param_groups):
+        raise ValueError("the look-ahead assumes a minimising optimiser (maximize=False)")
+    group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, [p for _, p in named], create_graph=True, allow_unused=True)
+    stepped: dict[str, torch.Tensor] = {}
+    for (name, p), grad in zip(named, grads):
+        group = group_of[id(p)]
+        stepped[name] = p - group["lr"] * _direction(p, grad, group, optimizer.state.get(p, {}))
+    return stepped
+
+
+def _direction(p: torch.Tensor, grad: torch.Tensor | None, group: dict[str, Any], state: dict[str, Any]) -> torch.Tensor:
+    d = torch.zeros_like(p) if grad is None else grad
+    if group["weight_decay"]:
+        d = d + group["weight_decay"] * p
+    momentum = group["momentum"]
+    if not momentum:
+        return d
+    buf = state.get("momentum_buffer")
+    buf = d if buf is None else momentum * buf + (1 - group["dampening"]) * d
+    return d + momentum * buf if group["nesterov"] else buf
+
+
+def forward_with(model: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """model(x) with `params` in place of the model's parameters (buffers are the model's own)."""
+    return functional_call(model, params, (x,), strict=False)
