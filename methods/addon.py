@@ -51,10 +51,14 @@ ADDONS: Registry[type[Addon]] = Registry("add-on")
 class Composite(Method):
     """A base method with add-ons applied in the order named; hooks run base first, then each add-on."""
 
-    def __init__(self, base: Method, addons: dict[str, Addon]):
-        super().__init__(base.hp, base.ctx)
+    def __init__(self, base: Method, addons: dict[str, Addon]):  # no super().__init__: the state is the base's
+        self.hp, self.ctx = base.hp, base.ctx
         self.base = base
         self.addons = addons
+
+    @property
+    def class_eps(self):
+        return self.base.class_eps
 
     def eps_for(self, y):
         return self.base.eps_for(y)
