@@ -200,6 +200,11 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
             record["train_seconds"] = time.time() - began
             if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
                 record["eval"] = evaluate_model(model, test, info, cfg.eval_attacks, cfg.eval_n, None, eps, step, rt, cfg.seed)
+                averaged = method.averaged_models()  # per-epoch series of EMA/FAWA models (CFA Fig. 4)
+                if averaged:
+                    record["eval_averaged"] = {name: evaluate_model(m, test, info, cfg.eval_attacks, cfg.eval_n, None,
+                                                                    eps, step, rt, cfg.seed)
+                                               for name, m in averaged.items()}
                 score = record["eval"]["attacks"][cfg.select]["acc"]
                 if score > best["score"]:
                     best = {"epoch": epoch, "score": score}

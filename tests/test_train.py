@@ -36,6 +36,7 @@ def test_every_method_trains_one_short_epoch(method, tmp_path):
     # The same run with lr 0 keeps the initial weights: training must have moved away from them.
     if "+ema" in method:
         assert "last_ema" in result["checkpoints"]
+        assert set(rec[0]["eval_averaged"]["ema"]["attacks"]) == {"clean", "pgd20"}
     frozen = RunConfig(method=method, epochs=1, lr=0.0, hp=cfg.hp, **SMALL)
     train_run(frozen, store.run_dir(frozen))
     trained = torch.load(run.last_ckpt, weights_only=False)["model"]
