@@ -214,9 +214,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         state = run.status()
         counts[state] = counts.get(state, 0) + 1
         line = f"{state:<8} {run.epochs_done():>4}/{run.config().epochs:<4}  {run.path.name}"
-        error = run.path / "error.txt"
-        if state == "crashed" and error.exists():
-            line += f"  ({error.read_text().strip().splitlines()[-1]}; see {error})"
+        if state == "crashed" and run.error_file.exists():
+            line += f"  ({run.error_file.read_text().strip().splitlines()[-1]}; see {run.error_file})"
         print(line)
     print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     return 0

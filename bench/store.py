@@ -68,6 +68,10 @@ class RunDir:
     def heartbeat_file(self) -> Path:
         return self.path / "heartbeat"
 
+    @property
+    def error_file(self) -> Path:
+        return self.path / "error.txt"
+
     def config(self) -> RunConfig:
         return RunConfig.from_dict(json.loads(self.config_file.read_text())["config"])
 
@@ -127,7 +131,7 @@ class RunDir:
         return len(self.records())
 
     def heartbeat(self) -> "Heartbeat":
-        return Heartbeat(self.heartbeat_file)
+        return Heartbeat(self.heartbeat_file, self.error_file)
 
     def mark_done(self) -> None:
         atomic.write_text(self.done_file, time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
@@ -139,8 +143,9 @@ class Heartbeat:
     A process that dies stops touching it, which is how `status` tells running from crashed.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, error_file: Path):
         self.path = path
+        self.error_file = error_file
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True)
 
@@ -161,7 +166,7 @@ class Heartbeat:
         self._thread.join()
         if exc_type is not None:  # died in-process: say so now instead of after STALE_AFTER_SECONDS
             error = "".join(traceback.format_exception(exc_type, exc, tb))
-            atomic.write_text(self.path.with_name("error.txt"), error)
+            atomic.write_text(self.error_file, error)
             os.utime(self.path, (0, 0))
 
 

@@ -119,7 +119,7 @@ def test_failure_inside_heartbeat_reads_as_crashed_at_once_with_its_traceback(tm
         with run.heartbeat():
             raise RuntimeError("loss is nan at epoch 3")
     assert run.status() == "crashed"
-    assert "loss is nan at epoch 3" in (run.path / "error.txt").read_text()
+    assert "loss is nan at epoch 3" in run.error_file.read_text()
 
 
 def test_store_opens_runs_by_unique_prefix(tmp_path):
