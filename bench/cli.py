@@ -97,6 +97,12 @@ def _scenario(args: argparse.Namespace) -> ScenarioConfig:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The run config; a method that needs a held-out split gets its default `--heldout` kind if none is given."""
+    from methods import required_heldout
+
+    scenario = _scenario(args)
+    if scenario.heldout is None and required_heldout(args.method) is not None:
+        scenario = dataclasses.replace(scenario, heldout=required_heldout(args.method))
     return RunConfig(
         method=args.method, hp=tuple(sorted(parse_pairs(args.hp).items())), dataset=args.dataset,
         model=args.model, normalize=args.normalize, augment=not args.no_augment, epochs=args.epochs,
@@ -106,7 +112,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         gamma=args.gamma, eps=args.eps, step_size=args.step_size, attack_steps=args.attack_steps, seed=args.seed,
         eval_every=args.eval_every, eval_attacks=_names(args.eval_attacks), eval_n=args.eval_n or None,
         final_attacks=_names(args.final_attacks), aa_n=args.aa_n, select=args.select, fidelity=args.fidelity,
-        scenario=_scenario(args),
+        scenario=scenario,
     )
 
 

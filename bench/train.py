@@ -28,7 +28,7 @@ from bench.models import build_model
 from bench.progress import progress
 from bench.schedules import build_schedule, milestones
 from bench.store import RunDir
-from methods import Batch, MethodContext, build_method, resolved_hparams
+from methods import Batch, MethodContext, build_method, required_heldout, resolved_hparams
 
 
 @dataclass(frozen=True)
@@ -127,12 +127,21 @@ def evaluate_model(model: nn.Module, test: Split, info: DatasetInfo, names: tupl
     return evaluate(model, subset, info.num_classes, cfg, rt.device)
 
 
+def check_heldout(cfg: RunConfig) -> None:
+    """Refuse a method that needs a clean held-out split (meta/validation set) when the scenario has none."""
+    needed = required_heldout(cfg.method)
+    if needed is not None and cfg.scenario.heldout is None:
+        raise ValueError(f"method {cfg.method!r} needs a clean held-out split; add --heldout {needed} "
+                         "(the CLI does this by default)")
+
+
 def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str, Any]:
     """Train (or resume, or skip if done) the run in `run`; returns its result.json content."""
     if run.status() == "done":
         return run.result()
     info = DATASETS.get(cfg.dataset)
     eps, step = attack_budget(cfg, info)
+    check_heldout(cfg)
     train_split, test_split = load_dataset(cfg.dataset, rt.data_root)
     scenario = build_scenario(train_split, info.num_classes, cfg.scenario)
     train = scenario.train if cfg.train_limit is None else scenario.train.subset(torch.arange(cfg.train_limit))
@@ -161,7 +170,8 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
         epochs=cfg.epochs, steps_per_epoch=len(stream),
         class_counts=tuple(int(c) for c in torch.bincount(train.y, minlength=info.num_classes).tolist()),
         heldout={k: v.to(rt.device) for k, v in scenario.heldout.items()},
-        device=rt.device, fidelity=cfg.fidelity, new_model=lambda: make_model(cfg, info, rt),
+        device=rt.device, fidelity=cfg.fidelity, new_model=lambda: make_model(cfg, info, rt), run_dir=str(run.path),
+        image_shape=tuple(info.shape), batch_size=cfg.batch_size, seed=cfg.seed,
     )
     method = build_method(cfg.method, cfg.hp_dict, ctx)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,

@@ -19,6 +19,7 @@ class Addon:
 
     Hparams: ClassVar[type] = NoHparams
     description: ClassVar[str] = ""
+    heldout_kind: ClassVar[str | None] = None  # as Method.heldout_kind
 
     def __init__(self, hp: Any, base: Method):
         self.hp = hp

@@ -36,6 +36,27 @@ class MethodContext:
     device: torch.device
     fidelity: str  # "paper" or "code" (spec §0)
     new_model: Callable[[], nn.Module]  # a fresh model of the run's architecture, on the device
+    run_dir: str | None = None  # the run's folder, for methods that need files beside it
+    image_shape: tuple[int, ...] = ()  # C, H, W of one image (UIAT's class-wise perturbations)
+    batch_size: int = 128  # the training batch size (held-out batches default to the same)
+    seed: int = 0  # the run's seed (for a method's own generators, e.g. held-out batch order)
+
+    @property
+    def train_size(self) -> int:
+        """Training-set size; `Batch.idx` values lie in range(train_size) (per-sample memories)."""
+        return sum(self.class_counts)
+
+    def heldout_split(self, name: str, method: str) -> Split:
+        """The clean held-out split `name` ("meta", "val", "val_meta"), or an error saying how to get it."""
+        if name not in self.heldout:
+            kinds = [k for k, split in HELDOUT_SPLIT.items() if split == name]
+            raise ValueError(f"{method} needs the clean held-out split {name!r}; run with --heldout "
+                             f"{' or --heldout '.join(kinds)} (this run has {sorted(self.heldout) or 'none'})")
+        return self.heldout[name]
+
+
+# Which held-out split each scenario kind (`--heldout`) provides to methods.
+HELDOUT_SPLIT = {"caat_meta": "meta", "frl_meta": "meta", "cfa_val": "val", "bilaw": "val_meta"}
 
 
 @dataclass
@@ -59,6 +80,8 @@ class Method:
 
     Hparams: ClassVar[type] = NoHparams
     description: ClassVar[str] = ""
+    # The `--heldout` scenario kind this method needs (meta / validation set), or None.
+    heldout_kind: ClassVar[str | None] = None
 
     def __init__(self, hp: Any, ctx: MethodContext):
         self.hp = hp

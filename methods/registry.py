@@ -54,6 +54,13 @@ def build_method(name: str, overrides: dict[str, Any], ctx: MethodContext) -> Me
     return Composite(method, {a: ADDONS.get(a)(hp[a], method) for a in addons})
 
 
+def required_heldout(name: str) -> str | None:
+    """The `--heldout` kind the method or one of its add-ons needs (the first that names one), else None."""
+    base, addons = _parts(name)
+    kinds = [METHODS.get(base).heldout_kind, *(ADDONS.get(a).heldout_kind for a in addons)]
+    return next((k for k in kinds if k is not None), None)
+
+
 def resolved_hparams(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """All hyperparameters with overrides applied, add-ons' under their prefix, for the run's record."""
     base, _ = _parts(name)

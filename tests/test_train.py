@@ -12,18 +12,39 @@ import torch
 from bench.config import RunConfig
 from bench.store import RunStore
 from bench.train import train_run
-from methods import METHODS
+from bench.data.scenarios import ScenarioConfig
+from methods import METHODS, required_heldout
 
 SMALL = dict(dataset="fmnist", model="tiny-cnn", train_limit=512, batch_size=128, attack_steps=2,
              eval_attacks=("clean", "pgd20"), eval_n=128, final_attacks=("clean",))
 
 
+# Compositions named in the papers' tables, with the overrides that make their add-ons act in one epoch.
 COMPOSITIONS = {"pgd_at+ema": (("ema.start_epoch", "1"),)}
 
 
+@pytest.fixture(scope="module")
+def natural_helper(tmp_path_factory):
+    """A naturally trained tiny-CNN run (HAT's helper model), trained once for the module."""
+    store = RunStore(tmp_path_factory.mktemp("helper"))
+    cfg = RunConfig(method="natural", epochs=1, **SMALL)
+    train_run(cfg, store.run_dir(cfg))
+    return str(store.run_dir(cfg).path)
+
+
+def smoke_config(method: str, helper: str | None = None, **changes) -> RunConfig:
+    hp = dict(COMPOSITIONS.get(method, ()))
+    if method.split("+")[0] == "hat":
+        hp["helper"] = helper
+    kind = required_heldout(method)
+    scenario = ScenarioConfig(heldout=kind, heldout_per_class=20) if kind else ScenarioConfig()
+    return RunConfig(method=method, hp=tuple(sorted(hp.items())), scenario=scenario, **{**SMALL, "epochs": 1, **changes})
+
+
 @pytest.mark.parametrize("method", [*METHODS.names(), *COMPOSITIONS])
-def test_every_method_trains_one_short_epoch(method, tmp_path):
-    cfg = RunConfig(method=method, epochs=1, hp=COMPOSITIONS.get(method, ()), **SMALL)
+def test_every_method_trains_one_short_epoch(method, tmp_path, request):
+    helper = request.getfixturevalue("natural_helper") if method.split("+")[0] == "hat" else None
+    cfg = smoke_config(method, helper)
     store = RunStore(tmp_path)
     result = train_run(cfg, store.run_dir(cfg))
     run = store.run_dir(cfg)
@@ -37,7 +58,7 @@ def test_every_method_trains_one_short_epoch(method, tmp_path):
     if "+ema" in method:
         assert "last_ema" in result["checkpoints"]
         assert set(rec[0]["eval_averaged"]["ema"]["attacks"]) == {"clean", "pgd20"}
-    frozen = RunConfig(method=method, epochs=1, lr=0.0, hp=cfg.hp, **SMALL)
+    frozen = smoke_config(method, helper, lr=0.0)
     train_run(frozen, store.run_dir(frozen))
     trained = torch.load(run.last_ckpt, weights_only=False)["model"]
     initial = torch.load(store.run_dir(frozen).last_ckpt, weights_only=False)["model"]
@@ -89,3 +110,44 @@ def test_kill_and_resume_gives_identical_weights(tmp_path):
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert [r["epoch"] for r in run.records()] == [0, 1, 2]
+
+
+class _Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("method", [*METHODS.names(), *COMPOSITIONS])
+def test_interrupted_method_resumes_to_the_same_weights(method, tmp_path, request, monkeypatch):
+    """Stop a 2-epoch run before its second epoch, resume it: the weights equal an uninterrupted run's, so
+    the method's own state (class budgets, memories, meta-networks, generators) was saved and restored."""
+    import bench.train as training
+
+    helper = request.getfixturevalue("natural_helper") if method.split("+")[0] == "hat" else None
+    cfg = smoke_config(method, helper, epochs=2, eval_every=2)
+    straight = RunStore(tmp_path / "straight").run_dir(cfg)
+    train_run(cfg, straight)
+
+    build = training.build_method
+
+    def build_then_stop_at_epoch_1(*args, **kwargs):
+        method_obj = build(*args, **kwargs)
+        start = method_obj.on_epoch_start
+
+        def on_epoch_start(model, epoch):
+            if epoch == 1:
+                raise _Interrupt
+            start(model, epoch)
+
+        method_obj.on_epoch_start = on_epoch_start
+        return method_obj
+
+    resumed = RunStore(tmp_path / "resumed").run_dir(cfg)
+    monkeypatch.setattr(training, "build_method", build_then_stop_at_epoch_1)
+    with pytest.raises(_Interrupt):
+        train_run(cfg, resumed)
+    monkeypatch.setattr(training, "build_method", build)
+    train_run(cfg, resumed)
+    a = torch.load(straight.last_ckpt, weights_only=False)
+    b = torch.load(resumed.last_ckpt, weights_only=False)
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0, msg=k)
