@@ -28,31 +28,30 @@ def average_into(avg: dict[str, torch.Tensor], new: dict[str, torch.Tensor], dec
         avg[key].copy_(mixed.round() if not value.is_floating_point() else mixed)
 
 
-@ADDONS.register("ema")
-class EMA(Addon):
-    Hparams = EMAHparams
-    description = "epoch-level exponential moving average of the weights (evaluated as 'ema')"
+class WeightAverage(Addon):
+    """An averaged copy of the trained model, evaluated and checkpointed as `averaged_name`; EMA and FAWA
+    differ only in which epochs they let in."""
+
+    averaged_name = ""
 
     def __init__(self, hp, base):
         super().__init__(hp, base)
         if not 0 <= hp.decay < 1:
-            raise ValueError(f"ema.decay={hp.decay} must be in [0, 1)")
+            raise ValueError(f"{self.averaged_name}.decay={hp.decay} must be in [0, 1)")
         self.model = self.ctx.new_model()
         self.started = False
 
-    def on_epoch_end(self, model, epoch, train_class_acc) -> dict[str, Any]:
-        if epoch + 1 < self.hp.start_epoch:
-            return {}
+    def absorb(self, model) -> None:
+        """The first absorbed epoch is copied, later ones averaged in with weight 1 − decay."""
         with torch.no_grad():
-            if not self.started:
+            if self.started:
+                average_into(self.model.state_dict(), model.state_dict(), self.hp.decay)
+            else:
                 self.model.load_state_dict(model.state_dict())
                 self.started = True
-            else:
-                average_into(self.model.state_dict(), model.state_dict(), self.hp.decay)
-        return {"averaged": True}
 
     def averaged_models(self):
-        return {"ema": self.model} if self.started else {}
+        return {self.averaged_name: self.model} if self.started else {}
 
     def state_dict(self):
         return {"started": self.started, "model": {k: v.cpu() for k, v in self.model.state_dict().items()}}
@@ -60,3 +59,16 @@ class EMA(Addon):
     def load_state_dict(self, state):
         self.started = state["started"]
         self.model.load_state_dict(state["model"])
+
+
+@ADDONS.register("ema")
+class EMA(WeightAverage):
+    Hparams = EMAHparams
+    description = "epoch-level exponential moving average of the weights (evaluated as 'ema')"
+    averaged_name = "ema"
+
+    def on_epoch_end(self, model, epoch, train_class_acc) -> dict[str, Any]:
+        if epoch + 1 < self.hp.start_epoch:
+            return {}
+        self.absorb(model)
+        return {"averaged": True}

@@ -20,7 +20,14 @@ SMALL = dict(dataset="fmnist", model="tiny-cnn", train_limit=512, batch_size=128
 
 
 # Compositions named in the papers' tables, with the overrides that make their add-ons act in one epoch.
-COMPOSITIONS = {"pgd_at+ema": (("ema.start_epoch", "1"),)}
+COMPOSITIONS = {
+    "pgd_at+ema": (("ema.start_epoch", "1"),),
+    "pgd_at+ccm": (("ccm.begin_epoch", "0"),),
+    "trades+ccm+ccr": (("ccm.begin_epoch", "0"), ("ccr.begin_epoch", "0"), ("loss_scale", "cfa")),
+    "pgd_at+fawa": (("fawa.start_epoch", "1"), ("fawa.threshold", "0")),
+    "pgd_at+cfa": (("cfa.begin_epoch", "1"), ("cfa.start_epoch", "1"), ("cfa.threshold", "0")),
+    "trades+cfa": (("cfa.begin_epoch", "1"), ("cfa.start_epoch", "1"), ("cfa.threshold", "0"), ("loss_scale", "cfa")),
+}
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,64 @@
+"""CAAT/FRL's "Baseline ReWeight" (Agarwal et al. 2018 reductions, as used in FRL's Table 1; spec §4.10).
+
+No public code exists [AMBIG]; the spec's default: PGD-AT whose adversarial CE is class-weighted by one
+FRL-style multiplier driven by the robust-error constraint γ_c = R_rob(c) − R_rob − τ on the clean meta
+split (PGD-20), λ ← N(λ + ργ), w_c = 1/C + λ_c − mean λ; L = Σw_{y_i}CE_i/Σw_{y_i}; ε fixed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from bench.attacks import pgd
+from methods.base import Batch, Method, StepOutput
+from methods.fairness import class_errors, class_weights, project, violation, weighted_mean
+from methods.registry import METHODS
+
+
+@dataclass(frozen=True)
+class ReweightHparams:
+    tau: float = 0.1
+    rho: float = 0.05
+    lim: float = 0.5
+    val_attack_steps: int = 20
+    init: Literal["uniform", "normal", "none"] = "uniform"
+    bn_mode: Literal["eval", "train"] = "eval"
+
+
+@METHODS.register("baseline_reweight")
+class BaselineReweight(Method):
+    Hparams = ReweightHparams
+    description = "Baseline ReWeight: PGD-AT with class weights from a robust-error constraint (FRL/CAAT T1)"
+    heldout_kind = "frl_meta"
+
+    def __init__(self, hp, ctx):
+        super().__init__(hp, ctx)
+        self.meta = ctx.heldout_split("meta", "baseline_reweight")
+        self.lam = torch.zeros(ctx.num_classes)
+        self.weights = class_weights(self.lam).to(ctx.device)
+
+    def on_epoch_start(self, model, epoch):
+        err = class_errors(model, self.meta, self.ctx.num_classes, self.ctx.eps, self.ctx.step_size,
+                           self.hp.val_attack_steps, self.ctx.seed + epoch)
+        self.lam = project(self.lam + self.hp.rho * violation(err.rob, err.avg_rob, self.hp.tau), self.hp.lim)
+        self.weights = class_weights(self.lam).to(self.ctx.device)
+
+    def on_epoch_end(self, model, epoch, train_class_acc):
+        return {"class_weights": self.weights.tolist()}
+
+    def loss(self, model, batch: Batch, optimizer) -> StepOutput:
+        x_adv = pgd(model, batch.x, batch.y, eps=self.eps_for(batch.y), step_size=self.ctx.step_size,
+                    steps=self.ctx.attack_steps, init=self.hp.init, bn_mode=self.hp.bn_mode)
+        logits = model(x_adv)
+        ce = F.cross_entropy(logits, batch.y, reduction="none")
+        return StepOutput(weighted_mean(ce, self.weights[batch.y]), logits)
+
+    def state_dict(self):
+        return {**super().state_dict(), "lam": self.lam, "weights": self.weights.cpu()}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.lam, self.weights = state["lam"], state["weights"].to(self.ctx.device)
