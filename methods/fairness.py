@@ -7,6 +7,7 @@ and the multipliers become class weights on the loss terms (ReWeight) or class-w
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -66,3 +67,46 @@ def margin_factors(multiplier: torch.Tensor, max_factor: float) -> torch.Tensor:
 def weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Σ w·v / Σ w, FRL's normalisation of class-weighted loss terms."""
     return (weights * values).sum() / weights.sum()
+
+
+class FairConstraints:
+    """FRL's multipliers λ⁰ (natural error → CE weights), λ¹ (boundary error → KL weights) and λ² (boundary
+    error → budget factors); `updates` names the ones a variant moves. ρ₁ is halved every `halve_every` epochs."""
+
+    def __init__(self, num_classes: int, updates: frozenset[str], *, tau_nat: float, tau_bdy: float,
+                 rho_weight: float, rho_margin: float, lim: float, margin_max: float, halve_every: int):
+        if halve_every < 1 or margin_max < 0.98:
+            raise ValueError(f"need rho_halve_every ≥ 1 and margin_max ≥ 0.98; got {halve_every}, {margin_max}")
+        self.updates = updates
+        self.tau_nat, self.tau_bdy, self.rho_margin = tau_nat, tau_bdy, rho_margin
+        self.lim, self.margin_max, self.halve_every = lim, margin_max, halve_every
+        self.rho = rho_weight
+        self.lam_nat, self.lam_bdy, self.lam_margin = (torch.zeros(num_classes) for _ in range(3))
+
+    def step(self, epoch: int, err: ClassErrors) -> None:
+        if epoch > 0 and epoch % self.halve_every == 0:
+            self.rho /= 2
+        g_nat = violation(err.nat, err.avg_nat, self.tau_nat)
+        g_bdy = violation(err.bdy, err.avg_bdy, self.tau_bdy)
+        if "nat" in self.updates:
+            self.lam_nat = project(self.lam_nat + self.rho * g_nat, self.lim)
+        if "bdy" in self.updates:
+            self.lam_bdy = project(self.lam_bdy + 2 * self.rho * g_bdy, self.lim)
+        if "margin" in self.updates:
+            self.lam_margin = self.lam_margin + self.rho_margin * g_bdy
+
+    def ce_weights(self) -> torch.Tensor:
+        return class_weights(self.lam_nat)
+
+    def kl_weights(self) -> torch.Tensor:
+        return class_weights(self.lam_bdy)
+
+    def budget_factors(self) -> torch.Tensor:
+        return margin_factors(self.lam_margin, self.margin_max)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rho": self.rho, "lam_nat": self.lam_nat, "lam_bdy": self.lam_bdy, "lam_margin": self.lam_margin}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rho = state["rho"]
+        self.lam_nat, self.lam_bdy, self.lam_margin = state["lam_nat"], state["lam_bdy"], state["lam_margin"]

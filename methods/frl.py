@@ -16,12 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-import torch
 import torch.nn.functional as F
 
 from bench.attacks import kl_per_sample, pgd
 from methods.base import Batch, Method, StepOutput
-from methods.fairness import class_errors, class_weights, margin_factors, project, violation, weighted_mean
+from methods.fairness import FairConstraints, class_errors, weighted_mean
 from methods.registry import METHODS
 
 
@@ -66,31 +65,25 @@ class FRL(Method):
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)
-        if hp.rho_halve_every < 1 or hp.val_attack_steps < 1 or hp.margin_max < 0.98:
-            raise ValueError(f"need rho_halve_every ≥ 1, val_attack_steps ≥ 1 and margin_max ≥ 0.98; got {hp}")
+        if hp.val_attack_steps < 1:
+            raise ValueError(f"val_attack_steps={hp.val_attack_steps} must be ≥ 1")
         self.meta = ctx.heldout_split("meta", type(self).__name__)
-        zeros = torch.zeros(ctx.num_classes)
-        self.lam_nat, self.lam_bdy, self.lam_margin = zeros.clone(), zeros.clone(), zeros.clone()
-        self.rho = hp.rho_weight
-        self.w_ce, self.w_kl = class_weights(zeros).to(ctx.device), class_weights(zeros).to(ctx.device)
+        self.constraints = FairConstraints(
+            ctx.num_classes, self.updates, tau_nat=hp.tau_nat, tau_bdy=hp.tau_bdy, rho_weight=hp.rho_weight,
+            rho_margin=hp.rho_margin, lim=hp.lim, margin_max=hp.margin_max, halve_every=hp.rho_halve_every)
         self.last_errors: dict[str, list[float]] = {}
+        self._apply()
+
+    def _apply(self) -> None:
+        self.w_ce = self.constraints.ce_weights().to(self.ctx.device)
+        self.w_kl = self.constraints.kl_weights().to(self.ctx.device)
+        self.class_eps = (self.ctx.eps * self.constraints.budget_factors()).to(self.ctx.device)
 
     def on_epoch_start(self, model, epoch):
-        if epoch > 0 and epoch % self.hp.rho_halve_every == 0:
-            self.rho /= 2
         err = class_errors(model, self.meta, self.ctx.num_classes, self.ctx.eps, self.ctx.step_size,
                            self.hp.val_attack_steps, self.ctx.seed + epoch)
-        g_nat = violation(err.nat, err.avg_nat, self.hp.tau_nat)
-        g_bdy = violation(err.bdy, err.avg_bdy, self.hp.tau_bdy)
-        if "nat" in self.updates:
-            self.lam_nat = project(self.lam_nat + self.rho * g_nat, self.hp.lim)
-        if "bdy" in self.updates:
-            self.lam_bdy = project(self.lam_bdy + 2 * self.rho * g_bdy, self.hp.lim)
-        if "margin" in self.updates:
-            self.lam_margin = self.lam_margin + self.hp.rho_margin * g_bdy
-        self.w_ce = class_weights(self.lam_nat).to(self.ctx.device)
-        self.w_kl = class_weights(self.lam_bdy).to(self.ctx.device)
-        self.class_eps = (self.ctx.eps * margin_factors(self.lam_margin, self.hp.margin_max)).to(self.ctx.device)
+        self.constraints.step(epoch, err)
+        self._apply()
         self.last_errors = {"nat": err.nat.tolist(), "bdy": err.bdy.tolist()}
 
     def on_epoch_end(self, model, epoch, train_class_acc):
@@ -114,15 +107,13 @@ class FRL(Method):
         return StepOutput(loss, logits_adv, {"ce": ce.mean().detach(), "kl": kl.mean().detach()})
 
     def state_dict(self):
-        return {**super().state_dict(), "lam_nat": self.lam_nat, "lam_bdy": self.lam_bdy,
-                "lam_margin": self.lam_margin, "rho": self.rho, "w_ce": self.w_ce.cpu(), "w_kl": self.w_kl.cpu(),
-                "last_errors": self.last_errors}
+        return {**super().state_dict(), "constraints": self.constraints.state_dict(), "last_errors": self.last_errors}
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
-        self.lam_nat, self.lam_bdy, self.lam_margin = state["lam_nat"], state["lam_bdy"], state["lam_margin"]
-        self.rho, self.last_errors = state["rho"], state["last_errors"]
-        self.w_ce, self.w_kl = state["w_ce"].to(self.ctx.device), state["w_kl"].to(self.ctx.device)
+        self.constraints.load_state_dict(state["constraints"])
+        self.last_errors = state["last_errors"]
+        self._apply()
 
 
 @METHODS.register("frl_rw")

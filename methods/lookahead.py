@@ -45,3 +45,16 @@ def _direction(p: torch.Tensor, grad: torch.Tensor | None, group: dict[str, Any]
 def forward_with(model: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """model(x) with `params` in place of the model's parameters (buffers are the model's own)."""
     return functional_call(model, params, (x,), strict=False)
+
+
+class WithParams(nn.Module):
+    """`model` evaluated at other parameters (and private copies of its buffers, so that train-mode BN
+    statistics of look-ahead forwards never reach the real model): an nn.Module attacks can run on."""
+
+    def __init__(self, model: nn.Module, params: dict[str, torch.Tensor]):
+        super().__init__()
+        self.model = model
+        self.tensors = {**params, **{name: b.clone() for name, b in model.named_buffers()}}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.model, self.tensors, (x,), strict=False)

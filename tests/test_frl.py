@@ -60,7 +60,7 @@ def test_rho_is_halved_every_40_epochs(monkeypatch):
     method = build_method("frl_rw", {}, _ctx())
     for epoch in range(81):
         method.on_epoch_start(None, epoch)
-    assert method.rho == pytest.approx(0.05 / 4)
+    assert method.constraints.rho == pytest.approx(0.05 / 4)
 
 
 @pytest.mark.parametrize("name,scale", [("frl_rw", 1.0), ("frl_rm", 0.5)])

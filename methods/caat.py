@@ -1,0 +1,280 @@
+"""CAAT (Zhou, Yang & Wu 2023; spec §4.13): adversaries and anti-adversaries, chosen per sample by a
+meta-learned weighting network, on top of FRL's class-wise fairness weights.
+
+Each sample gets weights [α, β] = softmax(f_Ω(ζ)/τ) from six training characteristics ζ of its clean forward
+pass (τ = 0.001 makes this practically a choice): α weights the TRADES terms on the adversary (KL ascent),
+β the CE on the anti-adversary (CE descent). The main loss is
+  Σ α w⁰ CE(x) / Σw⁰ + λ Σ α w¹ KL(p(x) ‖ p(x_adv)) / Σw¹ + (1/n) Σ β CE(x_anti),
+with w⁰, w¹ FRL's class weights from the clean meta split. Ω is trained MW-Net style: one differentiable step
+of the run's SGD on the loss with α, β carrying gradient, then Adam on the meta loss at the stepped weights.
+
+Bounds: `remargin` (FRL's class-wise factor), `grad` (Eq. 8; [AMBIG] gradient norms at the initial points,
+normalised by the batch maximum, so ε_i ∈ [0.9ε, 1.9ε]) or `fixed`. Ablation settings (Table 4):
+I = `direction=adversarial bound=fixed`, II = `direction=adversarial bound=remargin`, III = `bound=fixed`,
+IV = the default (`direction=learned bound=remargin`).
+
+Fidelity (`--fidelity`, spec §4.13 [C]): `paper` runs the meta step every batch, tracks ζ6 (last epoch's
+class loss), trains with BN in train mode and ε as given. `code` reproduces the official code: meta step every
+50 batches, training ε ×1.25 (10/255 for 8/255), ζ6 frozen at 5.0, BN frozen in eval mode after each epoch's
+first batch, and the meta batch borrowing the training batch's class weights and budgets by position. Not
+reproduced: the code's pixel-normalisation bug (ε in normalised units, clipping normalised images to [0, 1]),
+which would need a different threat model in training and evaluation alike. Hot start and 40-epoch
+fine-tuning are the experiment's recipe, not the method's.
+
+Cost: a sample whose weight is below `min_weight` skips the attack it would not use, so between meta steps a
+step costs one attack per sample; a meta step also attacks the whole batch both ways and the meta batch both
+ways at the stepped weights.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.attacks import pgd
+from bench.attacks.pgd import input_grad
+from bench.attacks.mode import model_mode
+from methods.base import Batch, Method, StepOutput
+from methods.fairness import FairConstraints, class_errors
+from methods.heldout import HeldoutBatches
+from methods.lookahead import WithParams, sgd_lookahead
+from methods.registry import METHODS
+
+INITIAL_CLASS_LOSS = 5.0  # ζ6 before the first epoch has been seen (and forever in the code)
+
+
+@dataclass(frozen=True)
+class CAATHparams:
+    beta: float = 1.5  # λ, TRADES weight (paper sweeps 2/3, 1, 1.5, 6)
+    direction: Literal["learned", "adversarial"] = "learned"
+    bound: Literal["remargin", "grad", "fixed"] = "remargin"
+    grad_offset: float = 0.9  # ϵ₀ of the Grad-Based bound
+    temperature: float = 0.001
+    hidden: int = 100
+    meta_lr: float = 1e-4
+    meta_weight_decay: float = 5e-4
+    meta_every: int = 0  # batches between meta steps; 0: by fidelity (paper 1, code 50)
+    train_eps_scale: float = 0.0  # training ε multiplier; 0: by fidelity (paper 1, code 1.25 → 10/255)
+    min_weight: float = 1e-6  # a sample skips the attack whose weight is below this (no meta step)
+    # FRL constraints (the code uses FRL-RMRW's values)
+    tau_nat: float = 0.07
+    tau_bdy: float = 0.07
+    rho_weight: float = 0.05
+    rho_margin: float = 0.2
+    lim: float = 0.5
+    margin_max: float = 2.5
+    rho_halve_every: int = 40
+    val_attack_steps: int = 20
+    bn_mode: Literal["eval", "train"] = "eval"
+
+
+class WeightingNet(nn.Module):
+    """f_Ω: BN on the six characteristics, one hidden ReLU layer, two logits → [α, β] = softmax(·/τ)."""
+
+    def __init__(self, hidden: int, temperature: float):
+        super().__init__()
+        self.temperature = temperature
+        self.layers = nn.Sequential(nn.BatchNorm1d(6), nn.Linear(6, hidden), nn.ReLU(), nn.Linear(hidden, 2))
+
+    def forward(self, zeta: torch.Tensor) -> torch.Tensor:
+        return F.softmax(self.layers(zeta) / self.temperature, dim=1)
+
+
+def characteristics(logits: torch.Tensor, y: torch.Tensor, class_share: torch.Tensor,
+                    class_loss: torch.Tensor) -> torch.Tensor:
+    """ζ in the code's order [CE, class loss, ‖onehot − p‖₂, margin, Σ p log p, class share], detached."""
+    logits = logits.detach().float()
+    p = logits.softmax(1)
+    onehot = F.one_hot(y, logits.shape[1]).float()
+    ce = F.cross_entropy(logits, y, reduction="none")
+    p_y = (p * onehot).sum(1)
+    margin = p_y - p.masked_fill(onehot.bool(), float("-inf")).amax(1)
+    neg_entropy = torch.xlogy(p, p).sum(1)
+    return torch.stack([ce, class_loss[y], (onehot - p).norm(dim=1), margin, neg_entropy, class_share[y]], 1)
+
+
+def adversaries(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, step: float, steps: int,
+                adv_rows: torch.Tensor, anti_rows: torch.Tensor, bn_mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adversaries (KL ascent) of x[adv_rows] and anti-adversaries (CE descent) of x[anti_rows], both from
+    x + 0.001·N, in one PGD run: rows of the joint batch ascend KL or descend CE by the sign of their loss."""
+    k = int(adv_rows.numel())
+    with torch.no_grad(), model_mode(model, bn_mode == "train"):
+        target = model(x[adv_rows]).float().softmax(1)
+
+    def loss(logits, labels):
+        kl = F.kl_div(F.log_softmax(logits[:k], 1), target, reduction="sum")
+        return kl - F.cross_entropy(logits[k:], labels[k:], reduction="sum")
+
+    rows = torch.cat([adv_rows, anti_rows])
+    u = pgd(model, x[rows], y[rows], eps=eps[rows], step_size=step, steps=steps, init="normal", loss=loss,
+            bn_mode=bn_mode)
+    return u[:k], u[k:]
+
+
+def gradient_bound(model: nn.Module, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, eps: float,
+                   offset: float) -> torch.Tensor:
+    """Eq. 8: ε_i = (α_i ḡ_adv + β_i ḡ_anti + ϵ₀)·ε, the input-gradient norms of the KL and CE losses at
+    x + 0.001·N, each divided by its batch maximum."""
+    with model_mode(model, False):
+        with torch.no_grad():
+            target = model(x).float().softmax(1)
+        u = x + 0.001 * torch.randn_like(x)
+        g_adv = input_grad(model, u, y, lambda z, _y: F.kl_div(F.log_softmax(z, 1), target, reduction="sum"))
+        g_anti = input_grad(model, u, y, lambda z, yy: F.cross_entropy(z, yy, reduction="sum"))
+    norms = [g.flatten(1).norm(dim=1) for g in (g_adv, g_anti)]
+    g_adv, g_anti = (n / n.max().clamp_min(1e-12) for n in norms)
+    return (weights[:, 0] * g_adv + weights[:, 1] * g_anti + offset) * eps
+
+
+@METHODS.register("caat")
+class CAAT(Method):
+    Hparams = CAATHparams
+    description = "CAAT: adversaries + anti-adversaries weighted by a meta-learned net, with FRL fairness weights"
+    heldout_kind = "caat_meta"
+
+    def __init__(self, hp, ctx):
+        super().__init__(hp, ctx)
+        code = ctx.fidelity == "code"
+        if hp.temperature <= 0 or hp.hidden < 1 or hp.meta_every < 0 or hp.train_eps_scale < 0:
+            raise ValueError(f"caat needs temperature > 0, hidden ≥ 1, meta_every ≥ 0, train_eps_scale ≥ 0; got {hp}")
+        self.meta_every = hp.meta_every or (50 if code else 1)
+        self.eps_scale = hp.train_eps_scale or (1.25 if code else 1.0)
+        self.code = code
+        self.meta = ctx.heldout_split("meta", "caat")
+        self.meta_batches = HeldoutBatches(self.meta, ctx.batch_size, seed=ctx.seed)
+        updates = {"nat", "bdy"} | ({"margin"} if hp.bound == "remargin" else set())
+        self.constraints = FairConstraints(
+            ctx.num_classes, frozenset(updates), tau_nat=hp.tau_nat, tau_bdy=hp.tau_bdy, rho_weight=hp.rho_weight,
+            rho_margin=hp.rho_margin, lim=hp.lim, margin_max=hp.margin_max, halve_every=hp.rho_halve_every)
+        self.net = WeightingNet(hp.hidden, hp.temperature).to(ctx.device)
+        self.meta_opt = torch.optim.Adam(self.net.parameters(), lr=hp.meta_lr, weight_decay=hp.meta_weight_decay)
+        counts = torch.tensor(ctx.class_counts, dtype=torch.float)
+        self.class_share = (counts / counts.sum()).to(ctx.device)
+        self.class_loss = torch.full((ctx.num_classes,), INITIAL_CLASS_LOSS, device=ctx.device)
+        self._loss_sum = torch.zeros(ctx.num_classes, device=ctx.device)
+        self._loss_n = torch.zeros(ctx.num_classes, device=ctx.device)
+        self._apply()
+
+    def _apply(self) -> None:
+        self.w_ce = self.constraints.ce_weights().to(self.ctx.device)
+        self.w_kl = self.constraints.kl_weights().to(self.ctx.device)
+        self.class_eps = (self.ctx.eps * self.eps_scale * self.constraints.budget_factors()).to(self.ctx.device)
+
+    # -- per epoch -----------------------------------------------------------------------------------------
+    def on_epoch_start(self, model, epoch):
+        err = class_errors(model, self.meta, self.ctx.num_classes, self.ctx.eps, self.ctx.step_size,
+                           self.hp.val_attack_steps, self.ctx.seed + epoch)
+        self.constraints.step(epoch, err)
+        self._apply()
+        self._loss_sum.zero_()
+        self._loss_n.zero_()
+
+    def on_epoch_end(self, model, epoch, train_class_acc):
+        if not self.code:  # ζ6: this epoch's mean clean loss per class (the code never updates it)
+            seen = self._loss_n > 0
+            self.class_loss = torch.where(seen, self._loss_sum / self._loss_n.clamp_min(1), self.class_loss)
+        return {"w_ce": self.w_ce.tolist(), "w_kl": self.w_kl.tolist(), "class_eps": self.class_eps.tolist(),
+                "class_loss": self.class_loss.tolist(), "meta_every": self.meta_every, "eps_scale": self.eps_scale}
+
+    # -- per batch -----------------------------------------------------------------------------------------
+    def _weights(self, zeta: torch.Tensor) -> torch.Tensor:
+        if self.hp.direction == "adversarial":  # Settings I/II: every sample adversarial
+            return torch.stack([torch.ones(len(zeta)), torch.zeros(len(zeta))], 1).to(zeta)
+        return self.net(zeta)
+
+    def _objective(self, w_ce, w_kl, weights, ce_nat, kl, ce_anti, adv_rows, anti_rows) -> torch.Tensor:
+        """Σα w⁰CE/Σw⁰ + λ Σα w¹KL/Σw¹ + (1/n)Σβ CE_anti; KL and CE_anti given for adv_rows / anti_rows only."""
+        alpha, beta = weights[:, 0], weights[:, 1]
+        return ((alpha * w_ce * ce_nat).sum() / w_ce.sum()
+                + self.hp.beta * (alpha[adv_rows] * w_kl[adv_rows] * kl).sum() / w_kl.sum()
+                + (beta[anti_rows] * ce_anti).sum() / len(ce_nat))
+
+    def _bounds(self, model, x, y, weights) -> torch.Tensor:
+        if self.hp.bound == "grad":
+            return gradient_bound(model, x, y, weights.detach(), self.ctx.eps * self.eps_scale, self.hp.grad_offset)
+        return self.eps_for(y)
+
+    def loss(self, model, batch: Batch, optimizer) -> StepOutput:
+        if self.code and batch.step > 0:
+            model.eval()  # the official code never switches back after its first attack
+        x, y = batch.x, batch.y
+        everyone = torch.arange(len(y), device=y.device)
+        logits_nat = model(x)
+        ce_nat = F.cross_entropy(logits_nat, y, reduction="none")
+        self._loss_sum.index_add_(0, y, ce_nat.detach().float())
+        self._loss_n.index_add_(0, y, torch.ones_like(ce_nat, dtype=torch.float))
+        zeta = characteristics(logits_nat, y, self.class_share, self.class_loss)
+        w_ce, w_kl = self.w_ce[y], self.w_kl[y]
+        with torch.no_grad():
+            weights = self._weights(zeta)
+        eps = self._bounds(model, x, y, weights)
+        meta_step = self.hp.direction == "learned" and (batch.step + 1) % self.meta_every == 0
+        if meta_step:
+            adv_rows = anti_rows = everyone
+        else:
+            adv_rows = everyone[weights[:, 0] > self.hp.min_weight]
+            anti_rows = everyone[weights[:, 1] > self.hp.min_weight]
+        x_adv, x_anti = adversaries(model, x, y, eps, self.ctx.step_size, self.ctx.attack_steps,
+                                    adv_rows, anti_rows, self.hp.bn_mode)
+        logits_adv, logits_anti = model(x_adv), model(x_anti)
+        kl = F.kl_div(F.log_softmax(logits_adv, 1), F.log_softmax(logits_nat[adv_rows], 1),
+                      reduction="none", log_target=True).sum(1)
+        ce_anti = F.cross_entropy(logits_anti, y[anti_rows], reduction="none")
+        if meta_step:
+            self._meta_step(model, optimizer, zeta, y, w_ce, w_kl, ce_nat, kl, ce_anti, everyone)
+            with torch.no_grad():
+                weights = self._weights(zeta)
+        loss = self._objective(w_ce, w_kl, weights, ce_nat, kl, ce_anti, adv_rows, anti_rows)
+        seen = logits_nat.detach().clone()  # train accuracy on the example each sample mostly trained on
+        seen[anti_rows] = logits_anti.detach()
+        seen[adv_rows[weights[adv_rows, 0] >= 0.5]] = logits_adv.detach()[weights[adv_rows, 0] >= 0.5]
+        stats = {"anti_share": (weights[:, 1] > 0.5).float().mean(), "kl": kl.mean().detach() if len(kl) else
+                 torch.zeros(()), "eps_mean": eps.mean()}
+        return StepOutput(loss, seen, stats)
+
+    def _meta_step(self, model, optimizer, zeta, y, w_ce, w_kl, ce_nat, kl, ce_anti, rows) -> None:
+        """Ω ← Adam step on the meta loss at θ'(Ω) = one differentiable SGD step on the Ω-weighted loss."""
+        soft = self.net(zeta)
+        stepped = sgd_lookahead(model, self._objective(w_ce, w_kl, soft, ce_nat, kl, ce_anti, rows, rows), optimizer)
+        x_m, y_m = self.meta_batches.next()
+        if self.code:  # the code reuses the training batch's class weights and budgets by position
+            x_m, y_m, align = x_m[:len(y)], y_m[:len(y)], y[:len(y_m)]
+        else:
+            align = y_m
+        eps_m = self.eps_for(align) if self.hp.bound != "grad" else torch.full_like(
+            y_m, self.ctx.eps * self.eps_scale, dtype=x_m.dtype)
+        at_stepped = WithParams(model, stepped)
+        m_rows = torch.arange(len(y_m), device=y_m.device)
+        fixed = WithParams(model, {k: v.detach() for k, v in stepped.items()})
+        x_adv_m, x_anti_m = adversaries(fixed, x_m, y_m, eps_m, self.ctx.step_size, self.ctx.attack_steps,
+                                        m_rows, m_rows, self.hp.bn_mode)
+        logits_m = at_stepped(x_m)
+        kl_m = F.kl_div(F.log_softmax(at_stepped(x_adv_m), 1), F.log_softmax(logits_m, 1), reduction="none",
+                        log_target=True).sum(1)
+        uniform = torch.ones(len(y_m), 2, device=y_m.device)
+        meta_loss = self._objective(self.w_ce[align], self.w_kl[align], uniform, F.cross_entropy(logits_m, y_m, reduction="none"),
+                                    kl_m, F.cross_entropy(at_stepped(x_anti_m), y_m, reduction="none"), m_rows, m_rows)
+        grads = torch.autograd.grad(meta_loss, list(self.net.parameters()))
+        for p, g in zip(self.net.parameters(), grads):
+            p.grad = g
+        self.meta_opt.step()
+        self.meta_opt.zero_grad(set_to_none=True)
+
+    def state_dict(self):
+        return {**super().state_dict(), "constraints": self.constraints.state_dict(),
+                "net": {k: v.cpu() for k, v in self.net.state_dict().items()}, "meta_opt": self.meta_opt.state_dict(),
+                "meta_batches": self.meta_batches.state_dict(), "class_loss": self.class_loss.cpu(),
+                "loss_sum": self._loss_sum.cpu(), "loss_n": self._loss_n.cpu()}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.constraints.load_state_dict(state["constraints"])
+        self.net.load_state_dict(state["net"])
+        self.meta_opt.load_state_dict(state["meta_opt"])
+        self.meta_batches.load_state_dict(state["meta_batches"])
+        self.class_loss = state["class_loss"].to(self.ctx.device)
+        self._loss_sum, self._loss_n = state["loss_sum"].to(self.ctx.device), state["loss_n"].to(self.ctx.device)
+        self._apply()
