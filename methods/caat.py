@@ -21,9 +21,10 @@ reproduced: the code's pixel-normalisation bug (ε in normalised units, clipping
 which would need a different threat model in training and evaluation alike. Hot start and 40-epoch
 fine-tuning are the experiment's recipe, not the method's.
 
-Cost: a sample whose weight is below `min_weight` skips the attack it would not use, so between meta steps a
-step costs one attack per sample; a meta step also attacks the whole batch both ways and the meta batch both
-ways at the stepped weights.
+Cost: a sample whose weight is below `min_weight` skips the attack it would not use (its term, and its share
+of Ω's gradient, are below min_weight relative to a chosen one), so the training batch costs one attack per
+sample; a meta step adds both attacks on the meta batch at the stepped weights (the meta loss weighs both
+terms for every meta sample), i.e. about three attacks per step in `paper` mode.
 """
 from __future__ import annotations
 
@@ -211,20 +212,16 @@ class CAAT(Method):
         with torch.no_grad():
             weights = self._weights(zeta)
         eps = self._bounds(model, x, y, weights)
-        meta_step = self.hp.direction == "learned" and (batch.step + 1) % self.meta_every == 0
-        if meta_step:
-            adv_rows = anti_rows = everyone
-        else:
-            adv_rows = everyone[weights[:, 0] > self.hp.min_weight]
-            anti_rows = everyone[weights[:, 1] > self.hp.min_weight]
+        adv_rows = everyone[weights[:, 0] > self.hp.min_weight]
+        anti_rows = everyone[weights[:, 1] > self.hp.min_weight]
         x_adv, x_anti = adversaries(model, x, y, eps, self.ctx.step_size, self.ctx.attack_steps,
                                     adv_rows, anti_rows, self.hp.bn_mode)
         logits_adv, logits_anti = model(x_adv), model(x_anti)
         kl = F.kl_div(F.log_softmax(logits_adv, 1), F.log_softmax(logits_nat[adv_rows], 1),
                       reduction="none", log_target=True).sum(1)
         ce_anti = F.cross_entropy(logits_anti, y[anti_rows], reduction="none")
-        if meta_step:
-            self._meta_step(model, optimizer, zeta, y, w_ce, w_kl, ce_nat, kl, ce_anti, everyone)
+        if self.hp.direction == "learned" and (batch.step + 1) % self.meta_every == 0:
+            self._meta_step(model, optimizer, zeta, y, w_ce, w_kl, ce_nat, kl, ce_anti, adv_rows, anti_rows)
             with torch.no_grad():
                 weights = self._weights(zeta)
         loss = self._objective(w_ce, w_kl, weights, ce_nat, kl, ce_anti, adv_rows, anti_rows)
@@ -235,10 +232,11 @@ class CAAT(Method):
                  torch.zeros(()), "eps_mean": eps.mean()}
         return StepOutput(loss, seen, stats)
 
-    def _meta_step(self, model, optimizer, zeta, y, w_ce, w_kl, ce_nat, kl, ce_anti, rows) -> None:
+    def _meta_step(self, model, optimizer, zeta, y, w_ce, w_kl, ce_nat, kl, ce_anti, adv_rows, anti_rows) -> None:
         """Ω ← Adam step on the meta loss at θ'(Ω) = one differentiable SGD step on the Ω-weighted loss."""
         soft = self.net(zeta)
-        stepped = sgd_lookahead(model, self._objective(w_ce, w_kl, soft, ce_nat, kl, ce_anti, rows, rows), optimizer)
+        objective = self._objective(w_ce, w_kl, soft, ce_nat, kl, ce_anti, adv_rows, anti_rows)
+        stepped = sgd_lookahead(model, objective, optimizer)
         x_m, y_m = self.meta_batches.next()
         if self.code:  # the code reuses the training batch's class weights and budgets by position
             x_m, y_m, align = x_m[:len(y)], y_m[:len(y)], y[:len(y_m)]

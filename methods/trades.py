@@ -13,10 +13,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from bench.attacks import pgd
 from bench.attacks.losses import kl_per_sample
 from methods.base import Batch, Method, StepOutput
 from methods.registry import METHODS
+from methods.trades_adversary import trades_adversary
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,7 @@ class TRADES(Method):
         self.class_beta = torch.full((ctx.num_classes,), float(hp.beta), device=ctx.device)
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
-        x_adv = pgd(model, batch.x, batch.y, eps=self.eps_for(batch.y), step_size=self.ctx.step_size,
-                    steps=self.ctx.attack_steps, init=self.hp.init, loss="kl", bn_mode=self.hp.bn_mode)
+        x_adv = trades_adversary(self, model, batch)
         logits_nat, logits_adv = model(batch.x), model(x_adv)
         ce = F.cross_entropy(logits_nat, batch.y, reduction="none")
         kl = kl_per_sample(logits_nat, logits_adv)

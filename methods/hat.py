@@ -1,0 +1,99 @@
+"""HAT (Rade & Moosavi-Dezfooli 2022; spec §4.5), the TRADES-based variant: TRADES plus helper examples.
+
+Helper examples x_hr = x + h·(x_adv − x) lie twice as far out as the adversary (h = 2) and are deliberately
+neither projected nor clipped to [0,1]; their labels come from a frozen, naturally trained helper model g
+evaluated on x_adv (not on x_hr), so the model learns to stop at g's decision boundary instead of pushing its
+margin past it:  L = CE(f(x), y) + β·KL_batchmean(p(x) ‖ p(x_adv)) + γ·CE(f(x_hr), argmax g(x_adv)).
+
+The helper is loaded from `helper` (a bench run folder — its best.pt, else last.pt — or a .pt file holding
+{"model": state_dict} or a bare state_dict). It is not part of the method's state: the run config records its
+path. Defaults are HAT's CIFAR-10 ResNet-18 values; UIAT reruns HAT with them under its own schedule [AMBIG].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.attacks.losses import kl_per_sample
+from methods.base import Batch, Method, MethodContext, StepOutput
+from methods.registry import METHODS
+from methods.trades_adversary import trades_adversary
+
+HOW_TO_TRAIN_HELPER = (
+    "HAT needs a naturally trained helper model of this run's architecture: train it first, with the same "
+    "--dataset, --model and --normalize as this run, e.g. `python -m bench train --method natural --dataset D "
+    "--model M --epochs 50 --select clean`, then pass --hp helper=<that run's folder> (the CLI prints run folders)"
+)
+
+
+@dataclass(frozen=True)
+class HATHparams:
+    helper: str = ""  # run folder or .pt file of the naturally trained helper model
+    beta: float = 2.5  # weight of the TRADES KL term
+    gamma: float = 0.5  # weight of the helper CE term
+    h: float = 2.0  # helper examples' distance from x, in multiples of the adversarial perturbation
+    init: Literal["uniform", "normal", "none"] = "normal"  # TRADES init x + 0.001·N(0, I)
+    bn_mode: Literal["eval", "train"] = "eval"
+
+
+def helper_checkpoint(path: str) -> Path:
+    """The file holding the helper's weights: a run folder's best.pt (else last.pt), or the file itself."""
+    if not path:
+        raise ValueError(f"no helper model given. {HOW_TO_TRAIN_HELPER}")
+    location = Path(path)
+    if location.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (location / name).is_file():
+                return location / name
+        raise ValueError(f"helper folder {path!r} holds neither best.pt nor last.pt. {HOW_TO_TRAIN_HELPER}")
+    if not location.is_file():
+        raise ValueError(f"helper {path!r} does not exist. {HOW_TO_TRAIN_HELPER}")
+    return location
+
+
+def load_helper(path: str, ctx: MethodContext) -> nn.Module:
+    """A frozen helper in eval mode, built with ctx.new_model() and loaded from `path`."""
+    file = helper_checkpoint(path)
+    saved = torch.load(file, map_location=ctx.device, weights_only=False)
+    state = saved["model"] if isinstance(saved, dict) and "model" in saved else saved
+    helper = ctx.new_model()
+    try:
+        helper.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(f"helper weights in {file} do not fit this run's model ({error}). "
+                         f"{HOW_TO_TRAIN_HELPER}") from None
+    return helper.requires_grad_(False).eval()
+
+
+@METHODS.register("hat")
+class HAT(Method):
+    Hparams = HATHparams
+    description = "HAT (Rade & Moosavi-Dezfooli): TRADES + CE on helper examples labelled by a natural model"
+
+    def __init__(self, hp, ctx):
+        super().__init__(hp, ctx)
+        for name in ("beta", "gamma", "h"):
+            if not getattr(hp, name) >= 0:
+                raise ValueError(f"hat.{name}={getattr(hp, name)} must be >= 0")
+        self.helper = load_helper(hp.helper, ctx)
+
+    def helper_examples(self, x: torch.Tensor, x_adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x + h·(x_adv − x), unclipped; the helper's labels on x_adv)."""
+        with torch.no_grad():
+            y_hr = self.helper(x_adv).argmax(1)
+        return x + self.hp.h * (x_adv - x), y_hr
+
+    def loss(self, model, batch: Batch, optimizer) -> StepOutput:
+        x_adv = trades_adversary(self, model, batch)
+        x_hr, y_hr = self.helper_examples(batch.x, x_adv)
+        logits_nat, logits_adv, logits_hr = model(batch.x), model(x_adv), model(x_hr)
+        ce = F.cross_entropy(logits_nat, batch.y)
+        kl = kl_per_sample(logits_nat, logits_adv).mean()
+        helper_ce = F.cross_entropy(logits_hr, y_hr)
+        loss = ce + self.hp.beta * kl + self.hp.gamma * helper_ce
+        return StepOutput(loss, logits_adv, {"ce": ce.detach(), "kl": kl.detach(), "helper_ce": helper_ce.detach()})
