@@ -98,13 +98,13 @@ def _scenario(args: argparse.Namespace) -> ScenarioConfig:
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The run config; a method that needs a held-out split gets its default `--heldout` kind if none is given."""
-    from methods import required_heldout
+    from methods import canonical_name, required_heldout
 
     scenario = _scenario(args)
     if scenario.heldout is None and required_heldout(args.method) is not None:
         scenario = dataclasses.replace(scenario, heldout=required_heldout(args.method))
     return RunConfig(
-        method=args.method, hp=tuple(sorted(parse_pairs(args.hp).items())), dataset=args.dataset,
+        method=canonical_name(args.method), hp=tuple(sorted(parse_pairs(args.hp).items())), dataset=args.dataset,
         model=args.model, normalize=args.normalize, augment=not args.no_augment, epochs=args.epochs,
         train_limit=args.train_limit,
         batch_size=args.batch_size, lr=args.lr, momentum=args.momentum, nesterov=args.nesterov,

@@ -31,6 +31,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._aliases: dict[str, str] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         def add(obj: T) -> T:
@@ -41,11 +42,21 @@ class Registry(Generic[T]):
 
         return add
 
+    def alias(self, name: str, target: str) -> None:
+        """Let `name` stand for the registered `target` (the papers' short names: "at" for "pgd_at")."""
+        if name in self._items or name in self._aliases or target not in self._items:
+            raise ValueError(f"cannot alias {self.kind} '{name}' to '{target}'")
+        self._aliases[name] = target
+
+    def canonical(self, name: str) -> str:
+        """The registered name behind `name` (itself unless it is an alias)."""
+        return self._aliases.get(name, name)
+
     def get(self, name: str) -> T:
         try:
-            return self._items[name]
+            return self._items[self.canonical(name)]
         except KeyError:
-            raise UnknownNameError(self.kind, name, self.names()) from None
+            raise UnknownNameError(self.kind, name, self.names() + sorted(self._aliases)) from None
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -27,3 +27,6 @@ class PGDAT(Method):
                     steps=self.ctx.attack_steps, init=self.hp.init, bn_mode=self.hp.bn_mode)
         logits = model(x_adv)
         return StepOutput(F.cross_entropy(logits, batch.y), logits)
+
+
+METHODS.alias("at", "pgd_at")  # CFA's tables call it AT

@@ -54,6 +54,12 @@ def build_method(name: str, overrides: dict[str, Any], ctx: MethodContext) -> Me
     return Composite(method, {a: ADDONS.get(a)(hp[a], method) for a in addons})
 
 
+def canonical_name(name: str) -> str:
+    """`name` with aliases replaced by registered names ("at+cfa" → "pgd_at+cfa"), so both name one run."""
+    base, addons = _parts(name)
+    return "+".join([METHODS.canonical(base), *addons])
+
+
 def required_heldout(name: str) -> str | None:
     """The `--heldout` kind the method or one of its add-ons needs (the first that names one), else None."""
     base, addons = _parts(name)

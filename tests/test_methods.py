@@ -70,3 +70,10 @@ def test_composite_state_round_trips():
     b.load_state_dict(a.state_dict())
     for k, v in a.averaged_models()["ema"].state_dict().items():
         torch.testing.assert_close(b.averaged_models()["ema"].state_dict()[k], v)
+
+
+def test_papers_short_names_resolve_to_one_registered_method():
+    from methods import METHODS, canonical_name
+
+    assert canonical_name("at+cfa") == "pgd_at+cfa" and canonical_name("trades+ema") == "trades+ema"
+    assert METHODS.get("at") is METHODS.get("pgd_at") and "at" not in METHODS.names()

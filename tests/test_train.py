@@ -27,6 +27,7 @@ COMPOSITIONS = {
     "pgd_at+fawa": (("fawa.start_epoch", "1"), ("fawa.threshold", "0")),
     "pgd_at+cfa": (("cfa.begin_epoch", "1"), ("cfa.start_epoch", "1"), ("cfa.threshold", "0")),
     "trades+cfa": (("cfa.begin_epoch", "1"), ("cfa.start_epoch", "1"), ("cfa.threshold", "0"), ("loss_scale", "cfa")),
+    "fat+cfa": (("cfa.begin_epoch", "1"), ("cfa.start_epoch", "1"), ("cfa.threshold", "0")),
 }
 
 
