@@ -28,6 +28,9 @@ COMPOSITIONS = {
     "pgd_at+cfa": (("cfa.begin_epoch", "1"), ("cfa.start_epoch", "1"), ("cfa.threshold", "0")),
     "trades+cfa": (("cfa.begin_epoch", "1"), ("cfa.start_epoch", "1"), ("cfa.threshold", "0"), ("loss_scale", "cfa")),
     "fat+cfa": (("cfa.begin_epoch", "1"), ("cfa.start_epoch", "1"), ("cfa.threshold", "0")),
+    "nfgsm+uiat": (("uiat.start_fraction", "0"),),
+    "rs_fgsm+uiat": (("uiat.start_fraction", "0"),),
+    "gradalign+uiat": (("uiat.start_fraction", "0"),),
 }
 
 

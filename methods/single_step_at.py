@@ -1,0 +1,72 @@
+"""Single-step adversarial training (spec §4.15): mean CE on one-gradient-step adversaries.
+
+* `rs_fgsm` (Wong et al. 2020): δ⁰ ~ U(−ε, ε), one step of α = 1.25ε, projected back to the ε-ball.
+* `nfgsm` (de Jorge et al. 2022): η ~ U(−kε, kε) with k = 2, one step of α = ε, *not* projected back
+  (|δ| ≤ (k+1)·ε): the larger noise is what avoids catastrophic overfitting without a projection.
+Both generate the adversary with the model in train mode, as their reference codes do (`bn_mode`).
+Step sizes are given as fractions of the per-sample ε (`alpha_ratio`). The learning-rate recipes (cyclic,
+max 0.2, 30 epochs) belong to the run's config.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch.nn.functional as F
+
+from bench.attacks.single_step import n_fgsm, rs_fgsm
+from methods.base import Batch, Method, StepOutput
+from methods.registry import METHODS
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{name}={value} must be > 0")
+
+
+@dataclass(frozen=True)
+class RSFGSMHparams:
+    alpha_ratio: float = 1.25  # α / ε
+    bn_mode: Literal["eval", "train"] = "train"
+
+
+@METHODS.register("rs_fgsm")
+class RSFGSM(Method):
+    Hparams = RSFGSMHparams
+    description = "RS-FGSM (Wong et al.): CE on FGSM adversaries from a uniform random start"
+
+    def __init__(self, hp, ctx):
+        super().__init__(hp, ctx)
+        _positive("alpha_ratio", hp.alpha_ratio)
+
+    def loss(self, model, batch: Batch, optimizer) -> StepOutput:
+        eps = self.eps_for(batch.y)
+        x_adv = rs_fgsm(model, batch.x, batch.y, eps, alpha=self.hp.alpha_ratio * eps, bn_mode=self.hp.bn_mode)
+        logits = model(x_adv)
+        return StepOutput(F.cross_entropy(logits, batch.y), logits)
+
+
+@dataclass(frozen=True)
+class NFGSMHparams:
+    k: float = 2.0  # noise radius kε
+    alpha_ratio: float = 1.0  # α / ε
+    bn_mode: Literal["eval", "train"] = "train"
+
+
+@METHODS.register("nfgsm")
+class NFGSM(Method):
+    Hparams = NFGSMHparams
+    description = "N-FGSM (de Jorge et al.): CE on FGSM adversaries from 2ε-wide noise, no projection"
+
+    def __init__(self, hp, ctx):
+        super().__init__(hp, ctx)
+        _positive("alpha_ratio", hp.alpha_ratio)
+        if not hp.k >= 0:
+            raise ValueError(f"k={hp.k} must be >= 0")
+
+    def loss(self, model, batch: Batch, optimizer) -> StepOutput:
+        eps = self.eps_for(batch.y)
+        x_adv = n_fgsm(model, batch.x, batch.y, eps, k=self.hp.k, alpha=self.hp.alpha_ratio * eps,
+                       bn_mode=self.hp.bn_mode)
+        logits = model(x_adv)
+        return StepOutput(F.cross_entropy(logits, batch.y), logits)

@@ -1,0 +1,56 @@
+"""UIAT one-off (Dong et al. 2023, App. B.2; spec §4.14): inverse adversaries are made in one epoch only.
+
+L = mean CE(f(x̂), y) + λ·KL(p_target ‖ p(x̂)) with x̂ the PGD adversary and (Eq. 10)
+  p_target = p(x)   before epoch T′ (MART-like; gradient through p(x) by default, `clean_target_grad` [AMBIG]),
+           = p(x̃)   during epoch T′, the universal z updated once per batch from its initialisation [AMBIG] and
+                     each sample's p(x̃) stored,
+           = stored p(x̃) after T′.
+T′ = `start_fraction`·epochs as a 0-based epoch index (80 of 100 in the paper). No momentum. Inverse adversaries,
+radii and steps as in `uiat` (see methods/uiat.py), β = 1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch.nn.functional as F
+
+from methods.base import Batch, StepOutput
+from methods.registry import METHODS
+from methods.uiat import InverseAdversarialTraining, InverseATHparams
+from methods.universal_inverse import OneOffTarget
+
+
+@dataclass(frozen=True)
+class UIATOneOffHparams(InverseATHparams):
+    start_fraction: float = 0.8  # T′ / epochs
+    clean_target_grad: bool = True  # gradient through p(x) before T′
+
+
+@METHODS.register("uiat_oneoff")
+class UIATOneOff(InverseAdversarialTraining):
+    Hparams = UIATOneOffHparams
+    description = "UIAT one-off (Dong et al.): clean-target KL before T', universal inverse-adversary targets from T'"
+
+    def __init__(self, hp: UIATOneOffHparams, ctx):
+        super().__init__(hp, ctx)
+        self.target = OneOffTarget(ctx, hp.start_fraction, hp.clean_target_grad)
+
+    def loss(self, model, batch: Batch, optimizer) -> StepOutput:
+        x_adv = self.adversary(model, batch)
+        logits_adv = model(x_adv)
+        kl = self.target.kl(model, batch.x, batch.idx, batch.epoch, logits_adv,
+                            lambda: self.inverse.probs(model, batch.x, batch.y, x_adv))
+        ce = F.cross_entropy(logits_adv, batch.y)
+        return StepOutput(ce + self.hp.lam * kl, logits_adv, {"ce": ce.detach(), "kl": kl.detach()})
+
+    def on_epoch_end(self, model, epoch, train_class_acc) -> dict[str, Any]:
+        self.target.on_epoch_end(epoch)
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "target": self.target.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.target.load_state_dict(state["target"])
