@@ -69,6 +69,10 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     e.add_argument("--final-attacks", default=",".join(d.final_attacks), help="evaluations of best/last at the end")
     e.add_argument("--aa-n", type=int, default=None, help="final AutoAttack on the first N test images (default all)")
     e.add_argument("--select", default=d.select, help="per-epoch evaluation that picks the 'best' checkpoint")
+    e.add_argument("--select-score", default=d.select_score, choices=("acc", "acc+worst"),
+                   help="'best' maximises accuracy, or accuracy + worst-class accuracy (CFA's rule)")
+    e.add_argument("--select-after", type=float, default=d.select_after,
+                   help="only epochs after this fraction of training can be 'best' (CFA: 0.5)")
     s = p.add_argument_group("data scenario (spec §1; the counts and noise applied go to scenario.json)")
     for field, flag, text in SCENARIO_FLAGS:
         default = next(f.default for f in dataclasses.fields(ScenarioConfig) if f.name == field)
@@ -111,7 +115,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         weight_decay=args.weight_decay, schedule=args.schedule, milestones=tuple(args.milestones),
         gamma=args.gamma, eps=args.eps, step_size=args.step_size, attack_steps=args.attack_steps, seed=args.seed,
         eval_every=args.eval_every, eval_attacks=_names(args.eval_attacks), eval_n=args.eval_n or None,
-        final_attacks=_names(args.final_attacks), aa_n=args.aa_n, select=args.select, fidelity=args.fidelity,
+        final_attacks=_names(args.final_attacks), aa_n=args.aa_n, select=args.select,
+        select_score=args.select_score, select_after=args.select_after, fidelity=args.fidelity,
         scenario=scenario,
     )
 

@@ -42,7 +42,9 @@ class RunConfig:
     eval_n: int | None = 1000
     final_attacks: tuple[str, ...] = ("clean", "pgd20", "aa")
     aa_n: int | None = None  # AutoAttack on the first aa_n test images in the final evaluation
-    select: str = "pgd20"  # 'best' checkpoint = highest accuracy under this per-epoch eval attack
+    select: str = "pgd20"  # 'best' checkpoint = highest score under this per-epoch eval attack
+    select_score: Literal["acc", "acc+worst"] = "acc"  # CFA: overall + worst-class accuracy
+    select_after: float = 0.0  # only epochs after this fraction of training are candidates (CFA: 0.5)
     fidelity: Literal["paper", "code"] = "paper"
     scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
 
@@ -57,6 +59,10 @@ class RunConfig:
             raise ValueError(f"attack_steps={self.attack_steps} must be ≥ 0")
         if self.fidelity not in ("paper", "code"):
             raise ValueError(f"fidelity={self.fidelity!r}; choose 'paper' or 'code'")
+        if self.select_score not in ("acc", "acc+worst"):
+            raise ValueError(f"select_score={self.select_score!r}; choose 'acc' or 'acc+worst'")
+        if not 0 <= self.select_after < 1:
+            raise ValueError(f"select_after={self.select_after} must be a fraction of training in [0, 1)")
         if self.select not in self.eval_attacks:
             raise ValueError(f"select={self.select!r} must be one of eval_attacks {list(self.eval_attacks)}")
 

@@ -177,7 +177,7 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                 nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
     schedule = build_schedule(optimizer, cfg, len(stream))
-    start, best = 0, {"epoch": None, "score": -1.0}
+    start, best = 0, {}  # per checkpoint series ("" = the trained model, else an averaged model's name)
     if run.last_ckpt.exists():
         ckpt = torch.load(run.last_ckpt, map_location=rt.device, weights_only=False)
         model.load_state_dict(ckpt["model"])
@@ -215,10 +215,15 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
                     record["eval_averaged"] = {name: evaluate_model(m, test, info, cfg.eval_attacks, cfg.eval_n, None,
                                                                     eps, step, rt, cfg.seed)
                                                for name, m in averaged.items()}
-                score = record["eval"]["attacks"][cfg.select]["acc"]
-                if score > best["score"]:
-                    best = {"epoch": epoch, "score": score}
-                    atomic.torch_save(run.best_ckpt, {"model": model.state_dict(), "epoch": epoch, "rule": _rule(cfg)})
+                if epoch + 1 >= cfg.select_after * cfg.epochs:
+                    candidates = {"": (model, record["eval"]),
+                                  **{n: (m, record["eval_averaged"][n]) for n, m in averaged.items()}}
+                    for name, (m, evaluation) in candidates.items():
+                        score = selection_score(evaluation, cfg)
+                        if score > best.get(name, {"score": -1.0})["score"]:
+                            best[name] = {"epoch": epoch, "score": score}
+                            atomic.torch_save(best_path(run, name), {"model": m.state_dict(), "epoch": epoch,
+                                                                     "rule": _rule(cfg)})
             run.append_record(record)
             atomic.torch_save(run.last_ckpt, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
@@ -229,30 +234,57 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
     return result
 
 
+def selection_score(evaluation: dict[str, Any], cfg: RunConfig) -> float:
+    attack = evaluation["attacks"][cfg.select]
+    return attack["acc"] + (attack["worst_class_acc"] if cfg.select_score == "acc+worst" else 0.0)
+
+
+def best_path(run: RunDir, series: str):
+    return run.best_ckpt if not series else run.path / f"best_{series}.pt"
+
+
 def _rule(cfg: RunConfig) -> str:
     n = "all" if cfg.eval_n is None else f"first {cfg.eval_n}"
-    return (f"highest {cfg.select} accuracy on the {n} test images, evaluated every {cfg.eval_every} epoch(s); "
-            "ties keep the earlier epoch")
+    score = "accuracy" if cfg.select_score == "acc" else "accuracy + worst-class accuracy"
+    after = f" among epochs ≥ {cfg.select_after:g}·{cfg.epochs}" if cfg.select_after else ""
+    return (f"highest {cfg.select} {score} on the {n} test images{after}, evaluated every {cfg.eval_every} "
+            "epoch(s); ties keep the earlier epoch")
+
+
+def _load(cfg: RunConfig, info: DatasetInfo, rt: Runtime, state: dict[str, Any]) -> nn.Module:
+    model = make_model(cfg, info, rt)
+    model.load_state_dict(state)
+    return model
 
 
 def final_evaluation(cfg: RunConfig, run: RunDir, model: nn.Module, method: Any, test: Split, info: DatasetInfo,
                      eps: float, step: float, rt: Runtime) -> dict[str, Any]:
     """Evaluate the last and the best checkpoints (and any averaged models) with the final attacks."""
-    checkpoints: dict[str, nn.Module] = {"last": model, **{f"last_{k}": m for k, m in method.averaged_models().items()}}
+    averaged = method.averaged_models()
+    checkpoints: dict[str, nn.Module] = {"last": model, **{f"last_{k}": m for k, m in averaged.items()}}
     best = torch.load(run.best_ckpt, map_location=rt.device, weights_only=False)
     if best["epoch"] != cfg.epochs - 1:
-        best_model = make_model(cfg, info, rt)
-        best_model.load_state_dict(best["model"])
-        checkpoints["best"] = best_model
+        checkpoints["best"] = _load(cfg, info, rt, best["model"])
+    best_averaged = {}
+    for name in averaged:
+        if best_path(run, name).exists():
+            saved = torch.load(best_path(run, name), map_location=rt.device, weights_only=False)
+            best_averaged[name] = {"epoch": saved["epoch"], "same_as_last": saved["epoch"] == cfg.epochs - 1}
+            if saved["epoch"] != cfg.epochs - 1:
+                checkpoints[f"best_{name}"] = _load(cfg, info, rt, saved["model"])
     result: dict[str, Any] = {
         "run_id": run.path.name, "dataset": cfg.dataset, "model": cfg.model, "method": cfg.method,
         "epochs": cfg.epochs, "seed": cfg.seed, "eps": eps, "step_size": step,
-        "best": {"epoch": best["epoch"], "rule": best["rule"], "same_as_last": "best" not in checkpoints},
+        "best": {"epoch": best["epoch"], "rule": best["rule"], "same_as_last": "best" not in checkpoints,
+                 "averaged": best_averaged},
         "attacks": list(cfg.final_attacks), "aa_n": cfg.aa_n, "checkpoints": {},
     }
     for name, m in checkpoints.items():
         result["checkpoints"][name] = evaluate_model(m, test, info, cfg.final_attacks, None, cfg.aa_n, eps, step, rt, cfg.seed)
     if "best" not in checkpoints:
         result["checkpoints"]["best"] = result["checkpoints"]["last"]
+    for name, info_best in best_averaged.items():
+        if info_best["same_as_last"]:
+            result["checkpoints"][f"best_{name}"] = result["checkpoints"][f"last_{name}"]
     atomic.write_json(run.result_file, result)
     return result

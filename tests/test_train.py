@@ -162,3 +162,21 @@ def test_interrupted_method_resumes_to_the_same_weights(method, tmp_path, reques
     b = torch.load(resumed.last_ckpt, weights_only=False)
     for k in a["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0, msg=k)
+
+
+def test_cfa_selection_rule_picks_best_overall_plus_worst_class_among_late_epochs(tmp_path):
+    cfg = RunConfig(method="pgd_at+ema", epochs=4, hp=(("ema.start_epoch", "1"),), select_score="acc+worst",
+                    select_after=0.5, **SMALL)
+    run = RunStore(tmp_path).run_dir(cfg)
+    result = train_run(cfg, run)
+    records = run.records()
+
+    def score(evaluation):
+        return evaluation["attacks"]["pgd20"]["acc"] + evaluation["attacks"]["pgd20"]["worst_class_acc"]
+
+    late = [r for r in records if r["epoch"] + 1 >= 2]
+    assert result["best"]["epoch"] == max(late, key=lambda r: score(r["eval"]))["epoch"]
+    best_ema = max(late, key=lambda r: score(r["eval_averaged"]["ema"]))["epoch"]
+    assert result["best"]["averaged"]["ema"]["epoch"] == best_ema
+    assert "accuracy + worst-class accuracy on the first 128 test images among epochs ≥ 0.5·4" in result["best"]["rule"]
+    assert {"last", "best", "last_ema", "best_ema"} <= set(result["checkpoints"])
