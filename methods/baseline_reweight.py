@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from bench.attacks import pgd
+from methods.adversaries import ce_adversary
 from methods.base import Batch, Method, StepOutput
 from methods.fairness import class_errors, class_weights, project, violation, weighted_mean
 from methods.registry import METHODS
@@ -50,8 +50,7 @@ class BaselineReweight(Method):
         return {"class_weights": self.weights.tolist()}
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
-        x_adv = pgd(model, batch.x, batch.y, eps=self.eps_for(batch.y), step_size=self.ctx.step_size,
-                    steps=self.ctx.attack_steps, init=self.hp.init, bn_mode=self.hp.bn_mode)
+        x_adv = ce_adversary(self, model, batch)
         logits = model(x_adv)
         ce = F.cross_entropy(logits, batch.y, reduction="none")
         return StepOutput(weighted_mean(ce, self.weights[batch.y]), logits)

@@ -30,9 +30,9 @@ from torch import Tensor
 
 from bench.attacks import kl_per_sample, pgd
 from methods.base import Batch, Method, StepOutput
-from methods.bilaw_meta import (MetaLearner, forward_isolated, input_size, lookahead, parse_widths,
-                                validation_loss, weight_inputs)
+from methods.bilaw_meta import MetaLearner, input_size, lookahead, parse_widths, validation_loss, weight_inputs
 from methods.heldout import HeldoutBatches
+from methods.lookahead import forward_isolated
 from methods.registry import METHODS
 from methods.sample_weights import sum_one
 

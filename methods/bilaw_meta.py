@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from methods.lookahead import forward_with, sgd_lookahead
+from methods.lookahead import forward_isolated, sgd_lookahead
 from methods.sample_weights import sum_one
 
 
@@ -80,12 +80,6 @@ def lookahead(model: nn.Module, loss: Tensor, optimizer: torch.optim.Optimizer, 
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     grads = torch.autograd.grad(loss, [p for _, p in named], create_graph=True, allow_unused=True)
     return {name: p if g is None else p - lr_of[id(p)] * g for (name, p), g in zip(named, grads)}
-
-
-def forward_isolated(model: nn.Module, params: dict[str, Tensor], x: Tensor) -> Tensor:
-    """model(x) at `params`, with BN running-statistic updates landing on copies of the buffers."""
-    buffers = {name: b.clone() for name, b in model.named_buffers()}
-    return forward_with(model, {**buffers, **params}, x)
 
 
 def validation_loss(model: nn.Module, params: dict[str, Tensor], x_val_adv: Tensor, y_val: Tensor) -> Tensor:

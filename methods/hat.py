@@ -22,7 +22,7 @@ from torch import nn
 from bench.attacks.losses import kl_per_sample
 from methods.base import Batch, Method, MethodContext, StepOutput
 from methods.registry import METHODS
-from methods.trades_adversary import trades_adversary
+from methods.adversaries import trades_adversary
 
 HOW_TO_TRAIN_HELPER = (
     "HAT needs a naturally trained helper model of this run's architecture: train it first, with the same "

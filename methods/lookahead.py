@@ -47,6 +47,16 @@ def forward_with(model: nn.Module, params: dict[str, torch.Tensor], x: torch.Ten
     return functional_call(model, params, (x,), strict=False)
 
 
+def buffer_copies(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Private copies of the model's buffers: train-mode BN statistics of look-ahead forwards land there."""
+    return {name: b.clone() for name, b in model.named_buffers()}
+
+
+def forward_isolated(model: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """model(x) at `params`, leaving the real model's BN running statistics untouched."""
+    return forward_with(model, {**buffer_copies(model), **params}, x)
+
+
 class WithParams(nn.Module):
     """`model` evaluated at other parameters (and private copies of its buffers, so that train-mode BN
     statistics of look-ahead forwards never reach the real model): an nn.Module attacks can run on."""
@@ -54,7 +64,7 @@ class WithParams(nn.Module):
     def __init__(self, model: nn.Module, params: dict[str, torch.Tensor]):
         super().__init__()
         self.model = model
-        self.tensors = {**params, **{name: b.clone() for name, b in model.named_buffers()}}
+        self.tensors = {**params, **buffer_copies(model)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.model, self.tensors, (x,), strict=False)

@@ -19,12 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.attacks import pgd
 from bench.attacks.losses import kl_per_sample
+from methods.adversaries import ce_adversary, trades_adversary
 from methods.base import Batch, Method, StepOutput
 from methods.epoch_fraction import check_fraction, reached
 from methods.registry import METHODS
-from methods.trades_adversary import trades_adversary
 
 BURN_IN = 75 / 120
 
@@ -76,8 +75,7 @@ class MAILAT(_MAIL):
     description = "MAIL-AT (Wang et al.): adversarial CE weighted by 3·sigmoid(s·(PM + b))"
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
-        x_adv = pgd(model, batch.x, batch.y, eps=self.eps_for(batch.y), step_size=self.ctx.step_size,
-                    steps=self.ctx.attack_steps, init=self.hp.init, bn_mode=self.hp.bn_mode)
+        x_adv = ce_adversary(self, model, batch)
         logits = model(x_adv)
         weights = self.weights(logits, batch)
         loss = (weights * F.cross_entropy(logits, batch.y, reduction="none")).mean()

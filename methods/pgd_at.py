@@ -6,7 +6,7 @@ from typing import Literal
 
 import torch.nn.functional as F
 
-from bench.attacks import pgd
+from methods.adversaries import ce_adversary
 from methods.base import Batch, Method, StepOutput
 from methods.registry import METHODS
 
@@ -23,8 +23,7 @@ class PGDAT(Method):
     description = "PGD adversarial training (Madry et al.): CE on PGD-K adversaries"
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
-        x_adv = pgd(model, batch.x, batch.y, eps=self.eps_for(batch.y), step_size=self.ctx.step_size,
-                    steps=self.ctx.attack_steps, init=self.hp.init, bn_mode=self.hp.bn_mode)
+        x_adv = ce_adversary(self, model, batch)
         logits = model(x_adv)
         return StepOutput(F.cross_entropy(logits, batch.y), logits)
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from bench.attacks.losses import kl_per_sample
 from methods.base import Batch, Method, StepOutput
 from methods.registry import METHODS
-from methods.trades_adversary import trades_adversary
+from methods.adversaries import trades_adversary
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import torch.nn.functional as F
 
-from bench.attacks import pgd
+from methods.adversaries import ce_adversary
 from bench.attacks.losses import kl_to_target
 from methods.base import Batch, Method, StepOutput
 from methods.registry import METHODS
@@ -86,8 +86,7 @@ class InverseAdversarialTraining(Method):
                                                                      "instance_step_ratio"))
 
     def adversary(self, model, batch: Batch):
-        return pgd(model, batch.x, batch.y, eps=self.eps_for(batch.y), step_size=self.ctx.step_size,
-                   steps=self.ctx.attack_steps, init=self.hp.init, bn_mode=self.hp.bn_mode)
+        return ce_adversary(self, model, batch)
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "inverse": self.inverse.state_dict()}

@@ -11,7 +11,7 @@ from bench.attacks.pgd import initial_point, per_sample
 from methods import Batch, MethodContext, build_method
 from methods.gairat import geometry_weights, pgd_counting_correct
 from methods.mail import mail_weights
-from methods.trades_adversary import trades_adversary
+from methods.adversaries import trades_adversary
 from methods.wmmr import margin_weighted_ce, softmax_margin
 
 
