@@ -144,9 +144,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     from bench.schedules import SCHEDULES
     from methods import ADDONS, METHODS
 
+    def method_line(plugin: Any, prefix: str = "") -> str:
+        needs = f" [uses --heldout {plugin.heldout_kind}]" if plugin.heldout_kind else ""
+        return prefix + plugin.description + needs
+
     sections = {
-        "methods": [(n, METHODS.get(n).description) for n in METHODS]
-        + [(f"+{n}", f"add-on: {ADDONS.get(n).description}") for n in ADDONS],
+        "methods": [(n, method_line(METHODS.get(n))) for n in METHODS]
+        + [(f"+{n}", method_line(ADDONS.get(n), "add-on: ")) for n in ADDONS],
         "datasets": [(n, _dataset_line(DATASETS.get(n))) for n in DATASETS],
         "models": [(n, describe(n)) for n in MODELS],
         "attacks": [(n, "") for n in EVAL_ATTACKS],

@@ -5,6 +5,8 @@ comparisons carry a small tolerance: a phase boundary that is a whole epoch in t
 """
 from __future__ import annotations
 
+import math
+
 _TOLERANCE = 1e-9
 
 
@@ -22,3 +24,8 @@ def reached(epoch: int, fraction: float, epochs: int) -> bool:
 def passed(epoch: int, fraction: float, epochs: int) -> bool:
     """Whether 0-based `epoch` lies strictly after `fraction` of `epochs` (FAT's "τ = 0 for epochs ≤ 50")."""
     return epoch > fraction * epochs + _TOLERANCE
+
+
+def first_epoch(fraction: float, epochs: int, name: str) -> int:
+    """The first 0-based epoch that has `reached` the fraction (0.75 of 100 → 75; 1 → never within the run)."""
+    return math.ceil(check_fraction(name, fraction) * epochs - _TOLERANCE)

@@ -35,9 +35,9 @@ import torch.nn.functional as F
 from methods.adversaries import ce_adversary
 from bench.attacks.losses import kl_to_target
 from methods.base import Batch, Method, StepOutput
+from methods.epoch_fraction import first_epoch
 from methods.registry import METHODS
-from methods.universal_inverse import (InstanceInverse, TargetMemory, UniversalInverse, fraction_of_eps,
-                                       schedule_epoch)
+from methods.universal_inverse import InstanceInverse, TargetMemory, UniversalInverse, fraction_of_eps
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ class UIAT(InverseAdversarialTraining):
         super().__init__(hp, ctx)
         if not 0 <= hp.gamma < 1:
             raise ValueError(f"gamma={hp.gamma} must be in [0, 1)")
-        self.momentum_start = schedule_epoch(hp.momentum_start, ctx.epochs, "momentum_start")
+        self.momentum_start = first_epoch(hp.momentum_start, ctx.epochs, "momentum_start")
         self.memory = TargetMemory(ctx.train_size, ctx.num_classes, ctx.device) if hp.momentum else None
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:

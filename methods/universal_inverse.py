@@ -20,7 +20,6 @@ eval, as for attacks [AMBIG: UIAT builds on HAT's code]) and never touches param
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import torch
@@ -31,17 +30,10 @@ from bench.attacks import pgd
 from bench.attacks.losses import kl_per_sample, kl_to_target
 from bench.attacks.mode import model_mode
 from bench.attacks.pgd import NORMAL_INIT_STD
+from methods.epoch_fraction import first_epoch
 
 # Anchor features (F(x), F(x̂)) of the feature regulariser, or None when β = 0.
 Anchors = tuple[Tensor, Tensor] | None
-
-
-def schedule_epoch(fraction: float, epochs: int, name: str) -> int:
-    """The 0-based epoch where a schedule switches, as a fraction of the run (0.75 of 100 → epoch 75), rounded half
-    up (1 → never within the run)."""
-    if not 0 <= fraction <= 1:
-        raise ValueError(f"{name}={fraction} must be a fraction of the epochs in [0, 1]")
-    return math.floor(fraction * epochs + 0.5)
 
 
 def fraction_of_eps(ratio: float, eps: float, name: str) -> float:
@@ -220,7 +212,7 @@ class OneOffTarget:
     """
 
     def __init__(self, ctx: Any, start_fraction: float, clean_grad: bool, name: str = "start_fraction"):
-        self.start = schedule_epoch(start_fraction, ctx.epochs, name)
+        self.start = first_epoch(start_fraction, ctx.epochs, name)
         self.memory = TargetMemory(ctx.train_size, ctx.num_classes, ctx.device)
         self.clean_grad = clean_grad
 

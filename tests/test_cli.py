@@ -33,6 +33,18 @@ def test_list_shows_every_registry(capsys):
     out = capsys.readouterr().out
     for word in ("methods:", "trades", "datasets:", "cifar10-jpeg", "models:", "wrn-34-10", "attacks:", "aa"):
         assert word in out
+    caat = next(line for line in out.splitlines() if line.split()[:1] == ["caat"])
+    assert caat.endswith("[uses --heldout caat_meta]")
+
+
+def test_train_fills_in_the_held_out_split_a_method_needs():
+    from bench.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["train", "--method", "at+cfa"])
+    cfg = config_from_args(args)
+    assert cfg.method == "pgd_at+cfa" and cfg.scenario.heldout == "cfa_val"
+    given = config_from_args(build_parser().parse_args(["train", "--method", "caat", "--heldout", "frl_meta"]))
+    assert given.scenario.heldout == "frl_meta"
 
 
 def test_status_of_an_empty_store(capsys, tmp_path):

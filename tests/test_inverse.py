@@ -98,7 +98,7 @@ def test_uiat_target_is_a_copy_before_T_and_momentum_from_T(data, monkeypatch):
 @pytest.mark.parametrize("name,prefix", [("uiat_oneoff", ""), ("nfgsm+uiat", "uiat.")])
 def test_one_off_target_is_clean_before_made_at_and_frozen_after_T_prime(data, name, prefix):
     model, x, y = data
-    method = build_method(name, {prefix + "start_fraction": "0.34"}, _ctx(epochs=3))  # T′ = epoch 1
+    method = build_method(name, {prefix + "start_fraction": "0.3"}, _ctx(epochs=3))  # T′ = epoch 1
     owner = method.addons["uiat"] if prefix else method
     kl = (lambda out: out.stats["uiat_kl"]) if prefix else (lambda out: out.stats["kl"])
     z0 = owner.inverse.z.clone()
