@@ -7,12 +7,18 @@ changes only when something really differs from the defaults.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from typing import Any, Literal
 
 
 def _convert(cls: type, name: str, hint: Any, raw: Any) -> Any:
     origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in args and len(args) == 2:
+        if raw is None:  # an optional field: None stays None, anything else is checked as the other type
+            return None
+        return _convert(cls, name, next(a for a in args if a is not type(None)), raw)
     if origin is Literal:
         allowed = typing.get_args(hint)
         if raw not in allowed:
