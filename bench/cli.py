@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections import Counter
 from typing import Any, Sequence
 
 from bench.config import RunConfig
@@ -142,6 +143,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from bench.evaluate import EVAL_ATTACKS
     from bench.models import MODELS, describe
     from bench.schedules import SCHEDULES
+    from bench.experiments import EXPERIMENTS
     from methods import ADDONS, METHODS
 
     def method_line(plugin: Any, prefix: str = "") -> str:
@@ -155,7 +157,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         "models": [(n, describe(n)) for n in MODELS],
         "attacks": [(n, "") for n in EVAL_ATTACKS],
         "schedules": [(n, "") for n in SCHEDULES],
-        "experiments": [],
+        "experiments": [(n, EXPERIMENTS.get(n).title) for n in EXPERIMENTS],
     }
     wanted = [args.what] if args.what else list(sections)
     for name in wanted:
@@ -265,7 +267,64 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("status", help="every stored run: done, running, crashed or new", parents=[store])
     sp.set_defaults(func=cmd_status)
+
+    rp = sub.add_parser("run", help="train what a table needs (skipping what is done), then render it",
+                        parents=[store])
+    rp.add_argument("experiment", help="experiment id (see `list experiments`), e.g. table1_bilaw")
+    rp.add_argument("--profile", default="fast", help="paper, fast or smoke (default fast)")
+    rp.add_argument("--dry-run", action="store_true", help="list the runs and their state; train nothing")
+    _add_runtime_flags(rp)
+    rp.set_defaults(func=cmd_run)
+
+    xp = sub.add_parser("table", help="render a table from stored runs only (tables/<id>.md and .csv)",
+                        parents=[store])
+    xp.add_argument("experiment", help="experiment id (see `list experiments`)")
+    xp.add_argument("--profile", default="fast", help="paper, fast or smoke (default fast)")
+    xp.add_argument("--out", default="tables", help="output folder (default tables/)")
+    xp.set_defaults(func=cmd_table)
     return p
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.experiments import EXPERIMENTS
+    from bench.progress import progress
+    from bench.store import RunStore
+    from bench.train import Runtime, resolve_device, train_run
+
+    experiment = EXPERIMENTS.get(args.experiment)
+    planned = experiment.runs(args.profile)
+    store = RunStore(args.runs_dir)
+    states = {run.key: ("not runnable" if run.config is None else store.run_dir(run.config).status()) for run in planned}
+    todo = [run for run in planned if states[run.key] in ("new", "crashed")]
+    print(f"{experiment.id} [{args.profile}]: {len(planned)} runs; " + ", ".join(
+        f"{n} {state}" for state, n in sorted(Counter(states.values()).items())))
+    if args.dry_run:
+        for run in planned:
+            where = run.why if run.config is None else store.run_dir(run.config).path
+            print(f"  {states[run.key]:<13} {run.key:<40} {where}")
+        return 0
+    runtime = Runtime(resolve_device(args.device), args.data_root)
+    failed = 0
+    for run in progress(todo, desc=experiment.id, total=len(todo), leave=True):
+        try:
+            train_run(run.config, store.run_dir(run.config), runtime)
+        except (FileNotFoundError, ValueError) as err:  # e.g. a dataset absent here: the other runs go on
+            failed += 1
+            print(f"  {run.key}: not trained: {err}", file=sys.stderr)
+    return cmd_table(args) or (1 if failed else 0)
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bench.experiments import EXPERIMENTS
+    from bench.experiments.render import write_table
+    from bench.store import RunStore
+
+    experiment = EXPERIMENTS.get(args.experiment)
+    path = write_table(experiment, RunStore(args.runs_dir), args.profile, Path(getattr(args, "out", "tables")))
+    print(f"wrote {path} (and .csv)")
+    return 0
 
 
 def _add_runtime_flags(p: argparse.ArgumentParser) -> None:
