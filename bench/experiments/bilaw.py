@@ -47,7 +47,7 @@ def plan_table1(profile: str) -> list[PlannedRun]:
                 for row, (method, hp) in METHODS.items():
                     key = _key(data_label, model_label, threat, row)
                     if threat == "l2":
-                        runs.append(PlannedRun(key, None, "ℓ2 training attacks are not in the bench yet"))
+                        runs.append(PlannedRun(key, None, "no ℓ2 training attack yet"))
                         continue
                     cfg = RunConfig(method=method, hp=hp, dataset=dataset, model=model, lr=0.1, momentum=0.9,
                                     weight_decay=2e-4, batch_size=128, eps=0.1, step_size=0.025, **settings)
