@@ -7,6 +7,7 @@ import sys
 from collections import Counter
 from typing import Any, Sequence
 
+from bench.cli_grid import add_grid_commands, add_runtime_flags
 from bench.config import RunConfig
 from bench.data.scenarios import ScenarioConfig
 from bench.hparams import parse_pairs
@@ -19,6 +20,11 @@ EPILOG = """examples:
       --milestones 100 150 --normalize --hp bn_mode=train
   python -m bench eval <run-id-prefix> --checkpoint best --attacks clean,pgd20,aa --aa-n 1000
   python -m bench status
+  python -m bench run table1_bilaw --profile fast --dry-run
+  python -m bench run table1_cfa --profile fast --substitute cifar10=cifar10-jpeg
+  python -m bench table table1_bilaw --profile fast
+  python -m bench figures fig1_caat fig1_cfa
+  python -m bench check --profile fast
 """
 
 
@@ -183,7 +189,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if state == "running":
         print(f"{run.path} is being trained by another process (fresh heartbeat); not starting it twice.")
         return 1
-    print(f"run {run.path} ({'already done' if state == 'done' else 'resuming' if state == 'crashed' else 'new'})")
+    print(f"run {run.path} ({'already done' if state == 'done' else 'new' if state == 'new' else f'resuming ({state})'})")
     result = train_run(cfg, run, Runtime(resolve_device(args.device), args.data_root))
     print(format_result(result))
     return 0
@@ -218,24 +224,43 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """Every stored run with its state; runs submitted to a cluster also show their job, SLURM state and log."""
+    from bench.executors.submitit_executor import last_job
+    from bench.lease import slurm_states
     from bench.store import RunStore
 
     store = RunStore(args.runs_dir)
-    rows = list(store.runs())
+    rows = [(run, run.status(), last_job(run.path)) for run in store.runs()]
     if not rows:
         print(f"no runs under {store.root}")
         return 0
+    slurm = slurm_states([job["job_id"] for _, _, job in rows if job and job["executor"] == "slurm"])
     print(f"{'status':<8} {'epochs':>9}  run")
-    counts: dict[str, int] = {}
-    for run in rows:
-        state = run.status()
-        counts[state] = counts.get(state, 0) + 1
-        line = f"{state:<8} {run.epochs_done():>4}/{run.config().epochs:<4}  {run.path.name}"
-        if state == "crashed" and run.error_file.exists():
+    counts: Counter[str] = Counter()
+    for run, state, job in rows:
+        state = _with_job_state(state, slurm.get(job["job_id"]) if job else None)
+        counts[state] += 1
+        epochs = f"{run.epochs_done():>4}/{run.config().epochs:<4}" if run.config_file.exists() else f"{'-':>4}/{'-':<4}"
+        line = f"{state:<8} {epochs}  {run.path.name}"
+        if job:
+            line += f"  [job {job['job_id']} {slurm.get(job['job_id'], 'state unknown')}; log {job['log']}]"
+        if state == "failed" and run.error_file.exists():
             line += f"  ({run.error_file.read_text().strip().splitlines()[-1]}; see {run.error_file})"
         print(line)
     print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     return 0
+
+
+def _with_job_state(state: str, slurm_state: str | None) -> str:
+    """The store's word for a run, refined by its SLURM job: a job still waiting is 'queued', one SLURM ended
+    without the run finishing is 'failed'."""
+    from bench.lease import SLURM_ENDED, SLURM_LIVE
+
+    if state in ("done", "running", "failed") or slurm_state is None:
+        return state
+    if slurm_state in SLURM_LIVE:
+        return "queued" if slurm_state != "RUNNING" else "running"
+    return "failed" if slurm_state in SLURM_ENDED else state
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -254,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp = sub.add_parser("train", help="train one run (resumes it if it crashed, skips it if done)",
                         parents=[store], formatter_class=_HelpFormatter)
     _add_run_flags(tp)
-    _add_runtime_flags(tp)
+    add_runtime_flags(tp)
     tp.set_defaults(func=cmd_train)
 
     ep = sub.add_parser("eval", help="evaluate a stored run's checkpoint with chosen attacks", parents=[store])
@@ -262,75 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--checkpoint", choices=["best", "last"], default="best")
     ep.add_argument("--attacks", default="clean,pgd20", help="comma list (see `list attacks`)")
     ep.add_argument("--aa-n", type=int, default=None, help="AutoAttack on the first N test images")
-    _add_runtime_flags(ep)
+    add_runtime_flags(ep)
     ep.set_defaults(func=cmd_eval)
 
-    sp = sub.add_parser("status", help="every stored run: done, running, crashed or new", parents=[store])
+    sp = sub.add_parser("status", help="every stored run: done, running, failed, crashed or new (and cluster jobs: SLURM state, log)", parents=[store])
     sp.set_defaults(func=cmd_status)
 
-    rp = sub.add_parser("run", help="train what a table needs (skipping what is done), then render it",
-                        parents=[store])
-    rp.add_argument("experiment", help="experiment id (see `list experiments`), e.g. table1_bilaw")
-    rp.add_argument("--profile", default="fast", help="paper, fast or smoke (default fast)")
-    rp.add_argument("--dry-run", action="store_true", help="list the runs and their state; train nothing")
-    _add_runtime_flags(rp)
-    rp.set_defaults(func=cmd_run)
-
-    xp = sub.add_parser("table", help="render a table from stored runs only (tables/<id>.md and .csv)",
-                        parents=[store])
-    xp.add_argument("experiment", help="experiment id (see `list experiments`)")
-    xp.add_argument("--profile", default="fast", help="paper, fast or smoke (default fast)")
-    xp.add_argument("--out", default="tables", help="output folder (default tables/)")
-    xp.set_defaults(func=cmd_table)
+    add_grid_commands(sub, store)
     return p
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from bench.experiments import EXPERIMENTS
-    from bench.progress import progress
-    from bench.store import RunStore
-    from bench.train import Runtime, resolve_device, train_run
-
-    experiment = EXPERIMENTS.get(args.experiment)
-    planned = experiment.runs(args.profile)
-    store = RunStore(args.runs_dir)
-    states = {run.key: ("not runnable" if run.config is None else store.run_dir(run.config).status()) for run in planned}
-    todo = [run for run in planned if states[run.key] in ("new", "crashed")]
-    print(f"{experiment.id} [{args.profile}]: {len(planned)} runs; " + ", ".join(
-        f"{n} {state}" for state, n in sorted(Counter(states.values()).items())))
-    if args.dry_run:
-        for run in planned:
-            where = run.why if run.config is None else store.run_dir(run.config).path
-            print(f"  {states[run.key]:<13} {run.key:<40} {where}")
-        return 0
-    runtime = Runtime(resolve_device(args.device), args.data_root)
-    failed = 0
-    for run in progress(todo, desc=experiment.id, total=len(todo), leave=True):
-        try:
-            train_run(run.config, store.run_dir(run.config), runtime)
-        except (FileNotFoundError, ValueError) as err:  # e.g. a dataset absent here: the other runs go on
-            failed += 1
-            print(f"  {run.key}: not trained: {err}", file=sys.stderr)
-    return cmd_table(args) or (1 if failed else 0)
-
-
-def cmd_table(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from bench.experiments import EXPERIMENTS
-    from bench.experiments.render import write_table
-    from bench.store import RunStore
-
-    experiment = EXPERIMENTS.get(args.experiment)
-    path = write_table(experiment, RunStore(args.runs_dir), args.profile, Path(getattr(args, "out", "tables")))
-    print(f"wrote {path} (and .csv)")
-    return 0
-
-
-def _add_runtime_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("runtime (not part of the run's identity)")
-    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (auto: cuda if available)")
-    g.add_argument("--data-root", default=None, help="folder with torchvision datasets (default $BENCH_DATA_ROOT)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -42,6 +42,7 @@ class RunConfig:
     eval_n: int | None = 1000
     final_attacks: tuple[str, ...] = ("clean", "pgd20", "aa")
     aa_n: int | None = None  # AutoAttack on the first aa_n test images in the final evaluation
+    final_n: int | None = None  # the other final evaluations on the first final_n test images (None: all; smoke)
     select: str = "pgd20"  # 'best' checkpoint = highest score under this per-epoch eval attack
     select_score: Literal["acc", "acc+worst"] = "acc"  # CFA: overall + worst-class accuracy
     select_after: float = 0.0  # only epochs after this fraction of training are candidates (CFA: 0.5)
@@ -52,7 +53,7 @@ class RunConfig:
         for name in ("epochs", "batch_size", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be ≥ 1")
-        for name in ("train_limit", "eval_n", "aa_n"):
+        for name in ("train_limit", "eval_n", "aa_n", "final_n"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be ≥ 1, or None for the whole split")
         if self.attack_steps < 0:

@@ -7,7 +7,8 @@
                     best.pt         model weights of the selected epoch, with the selection rule
                     result.json     final evaluation of the best and last checkpoints
                     heartbeat       touched while a process trains the run
-                    error.txt       traceback of the last in-process failure (the run shows as crashed)
+                    error.txt       traceback of the last failure (the run shows as failed until it is run again)
+                    lease.json      who has taken the run on (bench/lease.py); jobs.jsonl: its cluster jobs
                     done            written last: the run is finished
 
 A run folder is the single source of truth: tables and status are computed from these files alone.
@@ -104,15 +105,18 @@ class RunDir:
 
     # -- liveness ----------------------------------------------------------------------------
     def status(self, now: float | None = None) -> str:
-        """'done', 'running' (fresh heartbeat), 'crashed' (stale heartbeat, or its process is gone) or 'new'."""
+        """'done'; 'running' (fresh heartbeat of a live process); 'failed' (it raised: error.txt says why);
+        'crashed' (killed: stale heartbeat, or its process is gone); or 'new'. Failed and crashed runs resume."""
         if self.done_file.exists():
             return "done"
-        if not self.heartbeat_file.exists():
-            return "new"
-        age = (now or time.time()) - self.heartbeat_file.stat().st_mtime
-        if age >= STALE_AFTER_SECONDS or self._owner_died():
-            return "crashed"
-        return "running"
+        beating = self.heartbeat_file.exists()
+        if beating:
+            age = (now or time.time()) - self.heartbeat_file.stat().st_mtime
+            if age < STALE_AFTER_SECONDS and not self._owner_died():
+                return "running"
+        if self.error_file.exists():
+            return "failed"
+        return "crashed" if beating else "new"
 
     def _owner_died(self) -> bool:
         """True when the heartbeat names a process on this host that no longer exists (killed before it went stale)."""
@@ -140,7 +144,8 @@ class RunDir:
 class Heartbeat:
     """Touches a file every HEARTBEAT_SECONDS from a daemon thread while a run trains.
 
-    A process that dies stops touching it, which is how `status` tells running from crashed.
+    A process that dies stops touching it, which is how `status` tells running from crashed; one that raises
+    writes its traceback to error.txt on the way out (status: failed).
     """
 
     def __init__(self, path: Path, error_file: Path):
@@ -158,6 +163,7 @@ class Heartbeat:
 
     def __enter__(self) -> "Heartbeat":
         self._touch()  # before returning, so the run reads as running at once
+        self.error_file.unlink(missing_ok=True)  # a new attempt: the last one's failure is history
         self._thread.start()
         return self
 
@@ -178,10 +184,11 @@ class RunStore:
         return RunDir(self.root / cfg.run_id())
 
     def runs(self) -> Iterator[RunDir]:
+        """Every run folder: started ones (config.json) and ones submitted to a cluster but not started."""
         if not self.root.exists():
             return
         for path in sorted(self.root.iterdir()):
-            if (path / "config.json").exists():
+            if (path / "config.json").exists() or (path / "jobs.jsonl").exists():
                 yield RunDir(path)
 
     def open(self, name_or_path: str) -> RunDir:

@@ -280,7 +280,7 @@ def final_evaluation(cfg: RunConfig, run: RunDir, model: nn.Module, method: Any,
         "attacks": list(cfg.final_attacks), "aa_n": cfg.aa_n, "checkpoints": {},
     }
     for name, m in checkpoints.items():
-        result["checkpoints"][name] = evaluate_model(m, test, info, cfg.final_attacks, None, cfg.aa_n, eps, step, rt, cfg.seed)
+        result["checkpoints"][name] = evaluate_model(m, test, info, cfg.final_attacks, cfg.final_n, cfg.aa_n, eps, step, rt, cfg.seed)
     if "best" not in checkpoints:
         result["checkpoints"]["best"] = result["checkpoints"]["last"]
     for name, info_best in best_averaged.items():

@@ -15,6 +15,10 @@ validation loss = robust CE; training attack `init` U (bilaw, bilaw_np) / T (bil
 eval. bilaw_np falls back to uniform weights when every c_j ≤ 0 (no sample helps the validation loss).
 The PGD step size is the run's (the BiLAW recipe sets ε/4).
 
+Each epoch's record carries the weights' per-class quantiles and, for the learned variants, ω_μ's predictions
+for a fixed subset of training samples, clean and adversarial (`methods.bilaw_weight_log`; the paper's Fig. 3,
+5, 6).
+
 Cost: the validation PGD costs as much as the training one, so a step costs about twice a TRADES step.
 `val_attack_steps` (−1 = the run's attack_steps, as the spec says) lowers it at the price of weaker
 validation adversaries (tiny-CNN on CPU: ≈2× TRADES at 10 steps, ≈1.6× at 5, ≈1.4× at 3).
@@ -22,15 +26,16 @@ validation adversaries (tiny-CNN on CPU: ≈2× TRADES at 10 steps, ≈1.6× at 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.attacks import kl_per_sample, pgd
+from bench.attacks import kl_per_sample, model_mode, pgd
 from methods.base import Batch, Method, StepOutput
 from methods.bilaw_meta import MetaLearner, input_size, lookahead, parse_widths, validation_loss, weight_inputs
+from methods.bilaw_weight_log import EpochWeights, TrackedSamples
 from methods.heldout import HeldoutBatches
 from methods.lookahead import forward_isolated
 from methods.registry import METHODS
@@ -62,9 +67,10 @@ class BiLAWTRADESHparams(BiLAWHparams):
 
 
 class ValidatedReweighting(Method):
-    """What every variant shares: the validation batches of held-out set #1 and the adversaries."""
+    """What every variant shares: the validation batches of held-out set #1, the adversaries and the weight log."""
 
     heldout_kind = "bilaw"
+    attack_loss = "ce"  # the training attack's loss
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)
@@ -73,6 +79,17 @@ class ValidatedReweighting(Method):
         self.val_steps = ctx.attack_steps if hp.val_attack_steps == -1 else hp.val_attack_steps
         split = ctx.heldout_split("val_meta", type(self).__name__)
         self.val_batches = HeldoutBatches(split, ctx.batch_size, seed=ctx.seed)
+        self.epoch_weights = EpochWeights(ctx.train_size, ctx.num_classes, ctx.device)
+
+    def remember(self, batch: Batch, w: Tensor) -> None:
+        """Log the weights the loss gives this batch (they sum to 1 over it)."""
+        self.epoch_weights.add(batch.idx, batch.y, w)
+
+    def on_epoch_start(self, model, epoch: int) -> None:
+        self.epoch_weights.reset()
+
+    def on_epoch_end(self, model, epoch: int, train_class_acc: list[float]) -> dict[str, Any]:
+        return self.epoch_weights.summary()
 
     def adversaries(self, model, x: Tensor, y: Tensor, *, loss: str = "ce", init: str | None = None,
                     steps: int | None = None) -> Tensor:
@@ -115,6 +132,33 @@ class LearnedWeights(ValidatedReweighting):
             raise ValueError(f"meta_lr={hp.meta_lr} and meta_weight_decay={hp.meta_weight_decay} must be >= 0")
         self.learner = MetaLearner(input_size(hp.weight_input, ctx.num_classes), parse_widths(hp.hidden),
                                    hp.meta_lr, hp.meta_weight_decay, ctx.device, ctx.seed)
+        self.tracked = TrackedSamples(ctx.train_size)
+
+    def remember(self, batch: Batch, w: Tensor) -> None:
+        super().remember(batch, w)
+        self.tracked.store(batch.idx, batch.x, batch.y)
+
+    def on_epoch_end(self, model, epoch: int, train_class_acc: list[float]) -> dict[str, Any]:
+        return {**super().on_epoch_end(model, epoch, train_class_acc), **self.tracked_weights(model, epoch)}
+
+    def tracked_weights(self, model, epoch: int) -> dict[str, Any]:
+        """ω_μ's raw predictions for the tracked samples, clean and under the training attack, in eval mode.
+
+        The attack draws its start from a private generator, so the run's own RNG stream, and with it the
+        training, is the same as without the log.
+        """
+        tracked = self.tracked.samples()
+        if tracked is None:
+            return {}
+        x, y, seen = tracked
+        generator = torch.Generator(device=x.device).manual_seed(self.ctx.seed * 1_000_003 + epoch)
+        x_adv = pgd(model, x, y, eps=self.eps_for(y), step_size=self.ctx.step_size, steps=self.ctx.attack_steps,
+                    init=self.hp.init, loss=self.attack_loss, bn_mode="eval", generator=generator)
+        with torch.no_grad(), model_mode(model, False):
+            logits_clean, logits_adv = model(x), model(x_adv)
+            clean = self.learner.net.raw_weights(weight_inputs(self.hp.weight_input, logits_clean, y, logits_clean))
+            adv = self.learner.net.raw_weights(weight_inputs(self.hp.weight_input, logits_adv, y, logits_clean))
+        return TrackedSamples.record(clean, adv, seen)
 
     def learned_weights(self, model, optimizer, inputs: Tensor, weighted_loss: Callable[[Tensor], Tensor],
                         x_val_adv: Tensor, y_val: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -149,6 +193,7 @@ class BiLAW(LearnedWeights):
                 clean = forward_isolated(model, dict(model.named_parameters()), batch.x)
         inputs = weight_inputs(self.hp.weight_input, logits, batch.y, clean)
         w, stats = self.learned_weights(model, optimizer, inputs, lambda w: (w * robust).sum(), x_val_adv, y_val)
+        self.remember(batch, w)
         return StepOutput((w * robust).sum(), logits, stats)
 
 
@@ -156,6 +201,7 @@ class BiLAW(LearnedWeights):
 class BiLAWTRADES(LearnedWeights):
     Hparams = BiLAWTRADESHparams
     description = "BiLAW-TRADES: clean CE + β·Σ w_i KL_i with BiLAW's learned weights (Σw = 1)"
+    attack_loss = "kl"
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)
@@ -163,7 +209,7 @@ class BiLAWTRADES(LearnedWeights):
             raise ValueError(f"beta={hp.beta} must be >= 0")
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
-        x_adv = self.adversaries(model, batch.x, batch.y, loss="kl")
+        x_adv = self.adversaries(model, batch.x, batch.y, loss=self.attack_loss)
         x_val_adv, y_val = self.validation_adversaries(model)
         logits_nat, logits_adv = model(batch.x), model(x_adv)
         ce = F.cross_entropy(logits_nat, batch.y, reduction="none")
@@ -174,6 +220,7 @@ class BiLAWTRADES(LearnedWeights):
 
         inputs = weight_inputs(self.hp.weight_input, logits_adv, batch.y, logits_nat)
         w, stats = self.learned_weights(model, optimizer, inputs, trades_loss, x_val_adv, y_val)
+        self.remember(batch, w)
         return StepOutput(trades_loss(w), logits_adv, {**stats, "ce": ce.mean().detach(), "kl": kl.mean().detach()})
 
 
@@ -194,4 +241,5 @@ class BiLAWNP(ValidatedReweighting):
         logits = model(x_adv)
         robust = F.cross_entropy(logits, batch.y, reduction="none")
         w = self.contribution_weights(model, optimizer, robust, x_val_adv, y_val)
+        self.remember(batch, w)
         return StepOutput((w * robust).sum(), logits, {"w_zero_frac": (w == 0).float().mean()})

@@ -66,10 +66,14 @@ class WeightingNet(nn.Sequential):
             in_features = width
         super().__init__(*layers, nn.Linear(in_features, 1), nn.Sigmoid())
 
+    def raw_weights(self, inputs: Tensor) -> Tensor:
+        """ω_μ's per-sample predictions in (0, 1), before the per-batch normalisation."""
+        with torch.autocast(inputs.device.type, enabled=False):
+            return self(inputs.to(self[0].weight.dtype)).squeeze(1)
+
     def weights(self, inputs: Tensor) -> Tensor:
         """Per-sample weights normalised to sum 1 over the batch."""
-        with torch.autocast(inputs.device.type, enabled=False):
-            return sum_one(self(inputs.to(self[0].weight.dtype)).squeeze(1))
+        return sum_one(self.raw_weights(inputs))
 
 
 def lookahead(model: nn.Module, loss: Tensor, optimizer: torch.optim.Optimizer, mode: str) -> dict[str, Tensor]:

@@ -21,6 +21,11 @@ reproduced: the code's pixel-normalisation bug (ε in normalised units, clipping
 which would need a different threat model in training and evaluation alike. Hot start and 40-epoch
 fine-tuning are the experiment's recipe, not the method's.
 
+Records (Figs. 3–4): each epoch's share of adversaries and mean clean loss per class (by training label);
+with `record_samples=true`, each sample's direction and bound of the epoch in <run>/caat_samples/ (an .npz
+per epoch, indexed like the training split), so a figure can split them by clean and noisy labels, which the
+method itself must not know.
+
 Cost: a sample whose weight is below `min_weight` skips the attack it would not use (its term, and its share
 of Ω's gradient, are below min_weight relative to a chosen one), so the training batch costs one attack per
 sample; a meta step adds both attacks on the meta batch at the stepped weights (the meta loss weighs both
@@ -28,13 +33,18 @@ terms for every meta sample), i.e. about three attacks per step in `paper` mode.
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench import atomic
 from bench.attacks import pgd
 from bench.attacks.pgd import input_grad
 from bench.attacks.mode import model_mode
@@ -70,6 +80,21 @@ class CAATHparams:
     rho_halve_every: int = 40
     val_attack_steps: int = 20
     bn_mode: Literal["eval", "train"] = "eval"
+    record_samples: bool = False  # diagnostics only (Fig. 4): write per-sample directions and bounds
+
+
+SAMPLES_DIR = "caat_samples"  # per-epoch per-sample records, beside the run's other files
+
+
+def samples_path(run_dir: str | Path, epoch: int) -> Path:
+    """Where epoch `epoch`'s per-sample record lies: arrays `adversary` (1 adversary, 0 anti-adversary,
+    −1 not seen) and `eps` (the bound used, NaN if not seen), both indexed by the training split."""
+    return Path(run_dir) / SAMPLES_DIR / f"epoch_{epoch:04d}.npz"
+
+
+def _where_seen(values: torch.Tensor, seen: torch.Tensor) -> list[float | None]:
+    """Per-class values as a list, None for classes with no training sample this epoch."""
+    return [v if s else None for v, s in zip(values.tolist(), seen.tolist())]
 
 
 class WeightingNet(nn.Module):
@@ -141,6 +166,8 @@ class CAAT(Method):
         code = ctx.fidelity == "code"
         if hp.temperature <= 0 or hp.hidden < 1 or hp.meta_every < 0 or hp.train_eps_scale < 0:
             raise ValueError(f"caat needs temperature > 0, hidden ≥ 1, meta_every ≥ 0, train_eps_scale ≥ 0; got {hp}")
+        if hp.record_samples and ctx.run_dir is None:
+            raise ValueError("caat record_samples=true needs a run folder to write per-sample records into")
         self.meta_every = hp.meta_every or (50 if code else 1)
         self.eps_scale = hp.train_eps_scale or (1.25 if code else 1.0)
         self.code = code
@@ -157,6 +184,10 @@ class CAAT(Method):
         self.class_loss = torch.full((ctx.num_classes,), INITIAL_CLASS_LOSS, device=ctx.device)
         self._loss_sum = torch.zeros(ctx.num_classes, device=ctx.device)
         self._loss_n = torch.zeros(ctx.num_classes, device=ctx.device)
+        self._adv_n = torch.zeros(ctx.num_classes, device=ctx.device)
+        if hp.record_samples:
+            self._sample_adversary = torch.full((ctx.train_size,), -1, dtype=torch.int8, device=ctx.device)
+            self._sample_eps = torch.full((ctx.train_size,), float("nan"), device=ctx.device)
         self._apply()
 
     def _apply(self) -> None:
@@ -172,13 +203,28 @@ class CAAT(Method):
         self._apply()
         self._loss_sum.zero_()
         self._loss_n.zero_()
+        self._adv_n.zero_()
+        if self.hp.record_samples:
+            self._sample_adversary.fill_(-1)
+            self._sample_eps.fill_(float("nan"))
 
     def on_epoch_end(self, model, epoch, train_class_acc):
+        seen = self._loss_n > 0
+        epoch_loss = self._loss_sum / self._loss_n.clamp_min(1)
         if not self.code:  # ζ6: this epoch's mean clean loss per class (the code never updates it)
-            seen = self._loss_n > 0
-            self.class_loss = torch.where(seen, self._loss_sum / self._loss_n.clamp_min(1), self.class_loss)
+            self.class_loss = torch.where(seen, epoch_loss, self.class_loss)
+        if self.hp.record_samples:
+            self._write_samples(epoch)
         return {"w_ce": self.w_ce.tolist(), "w_kl": self.w_kl.tolist(), "class_eps": self.class_eps.tolist(),
-                "class_loss": self.class_loss.tolist(), "meta_every": self.meta_every, "eps_scale": self.eps_scale}
+                "class_loss": self.class_loss.tolist(), "meta_every": self.meta_every, "eps_scale": self.eps_scale,
+                "class_adv_ratio": _where_seen(self._adv_n / self._loss_n.clamp_min(1), seen),
+                "class_clean_loss": _where_seen(epoch_loss, seen)}
+
+    def _write_samples(self, epoch: int) -> None:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, adversary=self._sample_adversary.cpu().numpy(),
+                            eps=self._sample_eps.cpu().numpy().astype(np.float32))
+        atomic.write_bytes(samples_path(self.ctx.run_dir, epoch), buffer.getvalue())
 
     # -- per batch -----------------------------------------------------------------------------------------
     def _weights(self, zeta: torch.Tensor) -> torch.Tensor:
@@ -225,10 +271,15 @@ class CAAT(Method):
             with torch.no_grad():
                 weights = self._weights(zeta)
         loss = self._objective(w_ce, w_kl, weights, ce_nat, kl, ce_anti, adv_rows, anti_rows)
+        adversary = weights[:, 0] >= 0.5
+        self._adv_n.index_add_(0, y, adversary.float())
+        if self.hp.record_samples:
+            self._sample_adversary[batch.idx] = adversary.to(torch.int8)
+            self._sample_eps[batch.idx] = eps.detach().float()
         seen = logits_nat.detach().clone()  # train accuracy on the example each sample mostly trained on
         seen[anti_rows] = logits_anti.detach()
         seen[adv_rows[weights[adv_rows, 0] >= 0.5]] = logits_adv.detach()[weights[adv_rows, 0] >= 0.5]
-        stats = {"anti_share": (weights[:, 1] > 0.5).float().mean(), "kl": kl.mean().detach() if len(kl) else
+        stats = {"anti_share": (~adversary).float().mean(), "kl": kl.mean().detach() if len(kl) else
                  torch.zeros(()), "eps_mean": eps.mean()}
         return StepOutput(loss, seen, stats)
 

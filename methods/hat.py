@@ -33,7 +33,7 @@ HOW_TO_TRAIN_HELPER = (
 
 @dataclass(frozen=True)
 class HATHparams:
-    helper: str = ""  # run folder or .pt file of the naturally trained helper model
+    helper: str = ""  # run folder, run id in this run's store, or .pt file of the naturally trained helper
     beta: float = 2.5  # weight of the TRADES KL term
     gamma: float = 0.5  # weight of the helper CE term
     h: float = 2.0  # helper examples' distance from x, in multiples of the adversarial perturbation
@@ -41,11 +41,17 @@ class HATHparams:
     bn_mode: Literal["eval", "train"] = "eval"
 
 
-def helper_checkpoint(path: str) -> Path:
-    """The file holding the helper's weights: a run folder's best.pt (else last.pt), or the file itself."""
+def helper_checkpoint(path: str, store_root: Path | None = None) -> Path:
+    """The file holding the helper's weights: a run folder's best.pt (else last.pt), or the file itself.
+
+    A bare run id is looked up in `store_root` (the HAT run's own store), so an experiment can name its helper
+    run by id and the config stays the same on every machine.
+    """
     if not path:
         raise ValueError(f"no helper model given. {HOW_TO_TRAIN_HELPER}")
     location = Path(path)
+    if not location.exists() and store_root is not None and (store_root / path).exists():
+        location = store_root / path
     if location.is_dir():
         for name in ("best.pt", "last.pt"):
             if (location / name).is_file():
@@ -58,7 +64,7 @@ def helper_checkpoint(path: str) -> Path:
 
 def load_helper(path: str, ctx: MethodContext) -> nn.Module:
     """A frozen helper in eval mode, built with ctx.new_model() and loaded from `path`."""
-    file = helper_checkpoint(path)
+    file = helper_checkpoint(path, Path(ctx.run_dir).parent if ctx.run_dir else None)
     saved = torch.load(file, map_location=ctx.device, weights_only=False)
     state = saved["model"] if isinstance(saved, dict) and "model" in saved else saved
     helper = ctx.new_model()

@@ -112,14 +112,16 @@ def test_status_tells_new_running_crashed_done(tmp_path):
     assert run.status() == "done"
 
 
-def test_failure_inside_heartbeat_reads_as_crashed_at_once_with_its_traceback(tmp_path):
+def test_failure_inside_heartbeat_reads_as_failed_at_once_with_its_traceback(tmp_path):
     run = RunStore(tmp_path).run_dir(RunConfig())
     run.path.mkdir(parents=True)
     with pytest.raises(RuntimeError):
         with run.heartbeat():
             raise RuntimeError("loss is nan at epoch 3")
-    assert run.status() == "crashed"
+    assert run.status() == "failed"
     assert "loss is nan at epoch 3" in run.error_file.read_text()
+    with run.heartbeat():  # the next attempt starts clean
+        assert run.status() == "running" and not run.error_file.exists()
 
 
 def test_store_opens_runs_by_unique_prefix(tmp_path):

@@ -1,25 +1,34 @@
-"""Experiments: every id plans its grid in every profile, and a table renders from stored runs only."""
+"""Experiments: every table and figure plans its grid in every profile, tables render from stored runs only,
+and a committed fixture store renders to the committed golden table (tests/fixtures/golden)."""
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 
 from bench.cli import main
-from bench.experiments import EXPERIMENTS, PROFILES
+from bench.experiments import EXPERIMENTS, FIGURES, PROFILES, lookup
+from bench.experiments.grid import states
 from bench.experiments.render import collect, to_markdown
 from bench.published import load_published
 from bench.store import RunStore
 from bench.train import train_run
+
+GOLDEN = Path(__file__).parent / "fixtures" / "golden"
+ALL_IDS = [*EXPERIMENTS, *FIGURES]
 
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_every_experiment_plans_its_grid(profile):
     bilaw = EXPERIMENTS.get("table1_bilaw").runs(profile)
     assert len(bilaw) == 48 and sum(run.config is not None for run in bilaw) == 24  # ℓ2 half not runnable
-    for name in EXPERIMENTS:
-        experiment = EXPERIMENTS.get(name)
-        keys = [run.key for run in experiment.runs(profile)]
-        assert len(keys) == len(set(keys))
-        assert {cell.run for cell in experiment.cells()} <= set(keys)
+    for name in ALL_IDS:
+        artifact = lookup(name)
+        runs = artifact.runs(profile)
+        settings = [(run.key, None if run.config is None else run.config.seed) for run in runs]
+        assert len(settings) == len(set(settings)), f"{name}: a key repeats without a new seed"
+        if name in EXPERIMENTS:
+            assert {cell.run for cell in artifact.cells()} <= {run.key for run in runs}
 
 
 def test_cells_match_the_published_layout_exactly():
@@ -28,7 +37,24 @@ def test_cells_match_the_published_layout_exactly():
         published = load_published(experiment.paper)
         published = published[published["table"] == experiment.table]
         ours = {(c.row, c.column) for c in experiment.cells()}
-        assert ours == set(zip(published["row"], published["column"]))
+        assert ours == set(zip(published["row"], published["column"])), name
+
+
+def test_every_table_and_figure_of_the_four_papers_is_declared():
+    tables = {"caat": (1, 2, 3, 4), "cfa": (1, 2, 3, 4), "uiat": (1, 2, 3, 4, 5, 6), "bilaw": (1, 2, 3, 6, 7, 8)}
+    figures = {"caat": (1, 3, 4, 5), "cfa": (1, 2, 3, 4, 5, 6, 7), "uiat": (1, 2, 3, 4, 5, 7), "bilaw": (3, 5, 6)}
+    assert set(EXPERIMENTS) == {f"table{n}_{p}" for p, ns in tables.items() for n in ns}
+    assert set(FIGURES) == {f"fig{n}_{p}" for p, ns in figures.items() for n in ns}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("name", ALL_IDS)
+def test_dry_run_lists_every_planned_run(name, profile, tmp_path, capsys):
+    assert main(["run", name, "--profile", profile, "--dry-run", "--runs-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    expected = len(states(lookup(name).runs(profile), RunStore(tmp_path)))  # distinct runs + unrunnable keys
+    assert f"{name} [{profile}]: {expected} runs;" in out
+    assert "estimated cost" in out
 
 
 def test_a_table_renders_from_stored_runs_with_published_numbers_and_missing_marks(tmp_path):
@@ -38,7 +64,7 @@ def test_a_table_renders_from_stored_runs_with_published_numbers_and_missing_mar
     result = train_run(at.config, store.run_dir(at.config))
     cells = collect(experiment, store, "smoke").set_index(["row", "column"])
     cell = cells.loc[("F-MNIST / AT", "Tiny-CNN / perturbation: ℓ∞ / ε = 0.1 / PGD")]
-    assert cell["status"] == "done" and cell["published"] == 70.1
+    assert cell["status"] == "done" and cell["published"] == 70.1 and cell["seeds"] == 1
     assert cell["ours"] == pytest.approx(100 * result["checkpoints"]["best"]["attacks"]["pgd20"]["acc"])
     assert cell["diff"] == pytest.approx(cell["ours"] - 70.1)
     assert cells.loc[("F-MNIST / plain", "FC1 / perturbation: ℓ∞ / ε = 0.1 / AA"), "status"] == "not run"
@@ -47,12 +73,78 @@ def test_a_table_renders_from_stored_runs_with_published_numbers_and_missing_mar
     text = to_markdown(experiment, cells.reset_index(), "smoke")
     assert f"{cell['ours']:.1f} (70.1, {cell['ours'] - 70.1:+.1f})" in text
     assert "Profile `smoke`; 3 of 144 cells measured" in text
+    assert "[b] not runnable: no ℓ2 training attack yet" in text
 
 
-def test_run_dry_run_and_unknown_ids(capsys, tmp_path):
-    assert main(["run", "table1_bilaw", "--profile", "smoke", "--dry-run", "--runs-dir", str(tmp_path)]) == 0
+def test_seeds_of_one_setting_show_mean_and_std(tmp_path):
+    from bench.config import RunConfig
+    from bench.experiments.base import Cell, Experiment, PlannedRun
+
+    column = "Tiny-CNN / perturbation: ℓ∞ / ε = 0.1 / Clean"
+    tiny = dict(method="natural", train_limit=128, epochs=1, attack_steps=1, eval_attacks=("clean",), select="clean",
+                eval_n=32, final_attacks=("clean",), final_n=64)
+    plan = [PlannedRun("plain", RunConfig(seed=seed, **tiny)) for seed in (0, 1, 2)]
+    experiment = Experiment("t", "bilaw", "table1", "t", lambda profile: plan,
+                            lambda: [Cell("F-MNIST / plain", column, "plain", attack="clean")])
+    store = RunStore(tmp_path)
+    accs = [100 * train_run(run.config, store.run_dir(run.config))["checkpoints"]["best"]["attacks"]["clean"]["acc"]
+            for run in plan[:2]]
+    cell = collect(experiment, store, "smoke").iloc[0]
+    assert cell["seeds"] == 2 and cell["status"] == "partial: 2 of 3 seeds"
+    assert cell["ours"] == pytest.approx(sum(accs) / 2)
+    assert cell["ours_std"] == pytest.approx(abs(accs[0] - accs[1]) / math.sqrt(2))
+    assert f"{cell['ours']:.1f}±{cell['ours_std']:.1f} (89.6, " in to_markdown(experiment, collect(experiment, store, "smoke"), "smoke")
+
+
+def copy_golden_store(tmp_path: Path) -> Path:
+    shutil.copytree(GOLDEN / "runs", tmp_path / "runs")
+    return tmp_path / "runs"
+
+
+def test_golden_table_renders_byte_for_byte(tmp_path, capsys):
+    """DomainBed-style: the committed fixture runs render to the committed table; regenerate both with
+    `python tests/fixtures/make_golden.py` when a change to rendering is intended."""
+    runs = copy_golden_store(tmp_path)
+    assert main(["table", "table1_bilaw", "--profile", "smoke", "--runs-dir", str(runs), "--out", str(tmp_path)]) == 0
+    for suffix in (".md", ".tex", ".csv"):
+        expected = (GOLDEN / f"table1_bilaw{suffix}").read_text()
+        assert (tmp_path / f"table1_bilaw{suffix}").read_text() == expected, suffix
+
+
+def test_golden_check_report(tmp_path, capsys):
+    runs = copy_golden_store(tmp_path)
+    assert main(["check", "table1_bilaw", "--profile", "smoke", "--runs-dir", str(runs)]) == 0
     out = capsys.readouterr().out
-    assert "48 runs; 24 new, 24 not runnable" in out
+    assert "table1_bilaw [smoke]: " in out and "cells: 6 of 144 measured" in out
+    assert main(["check", "table1_bilaw", "--profile", "paper", "--runs-dir", str(runs)]) == 3  # nothing at paper
+
+
+def test_run_refuses_unknown_ids_profiles_and_substitutions(capsys, tmp_path):
     assert main(["run", "table1_bilw", "--dry-run"]) == 2
     assert "Did you mean 'table1_bilaw'" in capsys.readouterr().err
+    assert main(["run", "fig9_caat", "--dry-run"]) == 2
     assert main(["run", "table1_bilaw", "--profile", "quick", "--dry-run"]) == 2
+    assert "unknown profile 'quick'" in capsys.readouterr().err
+    assert main(["run", "table1_cfa", "--substitute", "cifar10", "--dry-run"]) == 2
+    assert "write DATASET=REPLACEMENT" in capsys.readouterr().err
+    assert main(["run", "table1_cfa", "--substitute", "cifar10=cifar11", "--dry-run"]) == 2
+
+
+def test_substitution_is_applied_and_recorded(tmp_path, capsys):
+    assert main(["run", "table1_uiat", "--profile", "fast", "--substitute", "cifar10=cifar10-jpeg", "--dry-run",
+                 "--runs-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "natural_cifar10-jpeg_resnet18" in out and "_cifar10_resnet18" not in out
+    runs = lookup("table1_uiat").runs("fast", {"cifar10": "cifar10-jpeg"})
+    ids = {run.config.run_id() for run in runs}
+    hat = next(run for run in runs if run.config.method == "hat" and run.config.dataset == "cifar10-jpeg")
+    assert hat.needs and set(hat.needs) <= ids and dict(hat.config.hp)["helper"] in ids
+    assert main(["table", "table1_uiat", "--profile", "fast", "--substitute", "cifar10=cifar10-jpeg",
+                 "--runs-dir", str(tmp_path), "--out", str(tmp_path)]) == 0
+    assert "dataset substitutions: cifar10 → cifar10-jpeg" in (tmp_path / "table1_uiat.md").read_text()
+
+
+def test_figures_command_draws_the_theory_figures(tmp_path, capsys):
+    assert main(["figures", "fig1_caat", "fig1_cfa", "--out", str(tmp_path)]) == 0
+    for name in ("fig1_caat", "fig1_cfa"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000 and (tmp_path / f"{name}.pdf").exists()

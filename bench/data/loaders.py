@@ -142,9 +142,17 @@ def _decode_jpeg_npz(path: Path, desc: str) -> dict[str, np.ndarray]:
     return {"x": x, "y": labels.astype(np.int64), "classes": classes}
 
 
+CIFAR10_JPEG_ORDER_SEED = 0
+
+
 @LOADERS.register("cifar10-jpeg")
 def load_cifar10_jpeg(root: str | None = None) -> tuple[Split, Split]:
-    """CIFAR-10 as JPEG bytes (shared/data/cifar10-jpeg), decoded once and cached (bench.data.cache)."""
+    """CIFAR-10 as JPEG bytes (shared/data/cifar10-jpeg), decoded once and cached (bench.data.cache).
+
+    The mirror stores each split sorted by class; a fixed permutation per split (seed CIFAR10_JPEG_ORDER_SEED)
+    mixes them, so that "the first N test images" (per-epoch evaluation, AutoAttack subsets) and
+    `train_limit` draw every class, as they do on CIFAR-10's own order.
+    """
     if os.environ.get("BENCH_CIFAR10_JPEG"):
         candidates = [Path(os.environ["BENCH_CIFAR10_JPEG"]).expanduser()]
     else:
@@ -163,7 +171,8 @@ def load_cifar10_jpeg(root: str | None = None) -> tuple[Split, Split]:
         if tuple(str(c) for c in arrays["classes"]) != expected:
             raise ValueError(f"{npz}: class order {list(arrays['classes'])} differs from the registry's "
                              f"{list(expected)}")
-        splits.append(_split(arrays["x"], arrays["y"]))
+        order = np.random.default_rng(CIFAR10_JPEG_ORDER_SEED).permutation(len(arrays["y"]))
+        splits.append(_split(arrays["x"][order], arrays["y"][order]))
     return splits[0], splits[1]
 
 

@@ -1,15 +1,15 @@
-"""Experiments: each table of the four papers as a declared grid of runs plus the layout of its cells.
+"""Experiments: each table and figure of the four papers as a declared grid of runs plus its layout.
 
-`EXPERIMENTS` maps ids (`table<N>_<paper>`) to `Experiment`s; importing this package imports every paper
-module in it, which registers that paper's experiments.
+`EXPERIMENTS` maps table ids (`table<N>_<paper>`) to `Experiment`s and `FIGURES` maps figure ids
+(`fig<N>_<paper>`) to `Figure`s. Each paper has one module here, named after it; importing this package
+imports them, which registers their tables and figures.
 """
 import importlib
-import pkgutil
 
-from bench.experiments.base import EXPERIMENTS, PROFILES, Cell, Experiment, PlannedRun
+from bench.experiments.base import EXPERIMENTS, FIGURES, PROFILES, Cell, Experiment, Figure, PlannedRun, lookup
+from bench.published import PAPERS
 
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name not in ("base", "render"):
-        importlib.import_module(f"{__name__}.{_module.name}")
+for _paper in PAPERS:
+    importlib.import_module(f"{__name__}.{_paper}")
 
-__all__ = ["EXPERIMENTS", "PROFILES", "Cell", "Experiment", "PlannedRun"]
+__all__ = ["EXPERIMENTS", "FIGURES", "PROFILES", "Cell", "Experiment", "Figure", "PlannedRun", "lookup"]

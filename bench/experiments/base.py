@@ -1,14 +1,18 @@
-"""What an experiment declares: the runs a table needs under a profile, and which number fills each cell.
+"""What an experiment declares: the runs a table or figure needs under a profile, and which number fills
+each cell.
 
 Profiles: `paper` (the paper's settings, full test set), `fast` (same grid, short schedule, AutoAttack on a
 test subset) and `smoke` (a few batches, for tests). A cell names its row and column exactly as in
-`tables/published/<paper>.csv`, the run that produces it, the checkpoint, the attack and the statistic, so
-that rendering and checking need nothing but the run store and the published file.
+`tables/published/<paper>.csv`, the runs that produce it, the checkpoint, the attack and the statistic, so
+that rendering and checking need nothing but the run store and the published file. Runs that share a key
+are seeds of one setting: their cell shows mean ± std.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Literal
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
 
 from bench.config import RunConfig
 from bench.registry import Registry
@@ -18,9 +22,10 @@ PROFILES = ("paper", "fast", "smoke")
 
 @dataclass(frozen=True)
 class PlannedRun:
-    key: str  # the experiment's name for the run ("fmnist/tiny-cnn/linf/AT")
+    key: str  # the experiment's name for the setting ("F-MNIST/Tiny-CNN/linf/AT"); seeds share it
     config: RunConfig | None  # None: the bench cannot run it yet (`why` says what is missing)
     why: str = ""
+    needs: tuple[str, ...] = ()  # run ids this run reads (HAT's helper): they are trained first
 
 
 @dataclass(frozen=True)
@@ -28,30 +33,102 @@ class Cell:
     row: str  # as in the published file
     column: str
     run: str  # PlannedRun.key
-    checkpoint: str  # "best", "last", "last_ema", ...
-    attack: str  # "clean", "pgd20", "aa", ...
-    stat: Literal["acc", "worst"] = "acc"  # overall or worst-class accuracy
+    checkpoint: str = "best"  # "best", "last", "best_ema", "last_fawa", ...
+    attack: str = "pgd20"  # "clean", "pgd20", "aa", ... (ignored by statistics that are not per attack)
+    stat: str = "acc"  # a name in bench.experiments.stats.STATS; the published cell's unit converts it
+
+
+def check_profile(profile: str) -> None:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+
+
+def substitute(runs: list[PlannedRun], substitutions: Mapping[str, str]) -> list[PlannedRun]:
+    """Replace datasets by the explicit rules given (e.g. cifar10 → cifar10-jpeg where CIFAR-10 is absent).
+
+    A run that names another run by id (HAT's helper, in a hyperparameter and in `needs`) is pointed at the
+    substituted run, whose id changed with its dataset.
+    """
+    if not substitutions:
+        return runs
+
+    def swap(cfg: RunConfig) -> RunConfig:
+        return dataclasses.replace(cfg, dataset=substitutions.get(cfg.dataset, cfg.dataset))
+
+    renamed = {run.config.run_id(): swap(run.config).run_id() for run in runs if run.config is not None}
+    out = []
+    for run in runs:
+        if run.config is None:
+            out.append(run)
+            continue
+        hp = tuple((k, renamed.get(v, v)) for k, v in run.config.hp)
+        out.append(dataclasses.replace(run, config=dataclasses.replace(swap(run.config), hp=hp),
+                                       needs=tuple(renamed.get(n, n) for n in run.needs)))
+    return out
 
 
 @dataclass(frozen=True)
 class Experiment:
+    """A table: its grid of runs per profile and the cells of the paper's layout."""
     id: str
     paper: str
     table: str  # the published table id ("table1")
     title: str
     plan: Callable[[str], list[PlannedRun]]  # profile → runs
     cells: Callable[[], list[Cell]]
-    unit: Literal["acc%", "err%"] = "acc%"
+    notes: str = ""  # where our setting departs from the paper's, printed under the table
 
-    def runs(self, profile: str) -> list[PlannedRun]:
-        if profile not in PROFILES:
-            raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-        return self.plan(profile)
+    def runs(self, profile: str, substitutions: Mapping[str, str] | None = None) -> list[PlannedRun]:
+        check_profile(profile)
+        return substitute(self.plan(profile), substitutions or {})
+
+
+@dataclass(frozen=True)
+class FigureInput:
+    """What a figure is drawn from: the finished runs of each planned key (seeds in plan order)."""
+    profile: str
+    runs: dict[str, list]  # key → [RunDir] of finished runs
+    missing: list[str]  # keys with no finished run
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure: the runs it reads (none for figures computed in closed form) and how it is drawn.
+
+    `draw(inputs, path_stem)` writes `<path_stem>.png` and `.pdf` and returns their paths.
+    """
+    id: str
+    paper: str
+    title: str
+    plan: Callable[[str], list[PlannedRun]]
+    draw: Callable[[FigureInput, Path], Sequence[Path]]
+    notes: str = ""
+
+    def runs(self, profile: str, substitutions: Mapping[str, str] | None = None) -> list[PlannedRun]:
+        check_profile(profile)
+        return substitute(self.plan(profile), substitutions or {})
+
+
+def no_runs(profile: str) -> list[PlannedRun]:
+    """The plan of a figure computed in closed form."""
+    check_profile(profile)
+    return []
 
 
 EXPERIMENTS: Registry[Experiment] = Registry("experiment")
+FIGURES: Registry[Figure] = Registry("figure")
 
 
-def register(experiment: Experiment) -> Experiment:
-    EXPERIMENTS.register(experiment.id)(experiment)
-    return experiment
+def register(item: Experiment | Figure) -> Experiment | Figure:
+    registry = EXPERIMENTS if isinstance(item, Experiment) else FIGURES
+    registry.register(item.id)(item)
+    return item
+
+
+def lookup(artifact_id: str) -> Experiment | Figure:
+    """A table or figure by id; an unknown id is refused with every valid one (tables and figures)."""
+    if artifact_id in FIGURES:
+        return FIGURES.get(artifact_id)
+    if artifact_id.startswith("fig"):
+        return FIGURES.get(artifact_id)
+    return EXPERIMENTS.get(artifact_id)

@@ -1,17 +1,51 @@
-"""BiLAW's tables. Table 1: MNIST / F-MNIST, Tiny-CNN and FC1, clean / PGD-20 / AutoAttack accuracy under
-ℓ∞ ε = 0.1 and ℓ2 ε = 0.3, for plain training, AT, GAIRAT, WMMR, MAIL and BiLAW (spec §4.16, §5).
+"""BiLAW's tables (spec §4.7–4.9, §4.16, §5); its weight figures are in `bilaw_figures`.
+
+* Table 1: MNIST / F-MNIST, Tiny-CNN and FC1, ℓ∞ ε = 0.1 and ℓ2 ε = 0.3: plain, AT, GAIRAT, WMMR, MAIL, BiLAW.
+* Table 2: CIFAR-10, Small-CNN and WRN-32-10, ε = 0.0078 and 0.031: AT, TRADES, GAIRAT, WMMR, MAIL and the
+  three BiLAW variants (non-parametric, BiLAW, BiLAW-TRADES).
+* Table 3: CIFAR-100, WRN-32-10, ε = 0.031.
+* Tables 6–8 (App. A.3): ablations of BiLAW-TRADES on CIFAR-10, WRN-32-10, ε = 0.031 — hidden units of ω_μ,
+  1/λ, and the input of ω_μ. Their reference rows are Table 2's BiLAW-TRADES run (same numbers, 86.1 / 58.9).
 
 Recipe [P]: 100 epochs, SGD lr 0.1 ÷10 at 30 and 60, momentum 0.9, batch 128, wd 2e-4 [AMBIG], PGD-10 with
-step ε/4 for training, PGD-20 for testing; MAIL with s = 5, b = 0.05 (BiLAW's γ, β). Checkpoint: BiLAW stops
-early on validation set #2; the bench's `best` picks by PGD-20 on the first test images instead [AMBIG,
-recorded in each result]. The ℓ2 columns wait for an ℓ2 training threat model, which the bench lacks yet.
+step ε/4 for training, PGD-20 (step ε/4) for testing, AutoAttack on the first 1000 test images for CIFAR.
+Checkpoint: BiLAW stops early on validation set #2; the bench's `best` picks by PGD-20 on the first 1000 test
+images for every method instead [AMBIG, recorded in each result]. One seed (the paper gives no seeds).
+
+Fast profile: the same grid at 10 of 100 epochs (lr drops at 3 and 6), AA on the first 1000 test images.
+GPU time by bench/cost.py (counted FLOPs at 30 TFLOP/s effective, ±2×): Table 2 ≈ 76 H100-h, 74 of them in the
+16 WRN-32-10 runs — a WRN-32-10 forward is 13.3 GFLOPs (12× a PreAct-ResNet-18), so one PGD-AT epoch (11
+passes per image) is ≈ 12 min by the model (≈ 4 min at a realistic 100 TFLOP/s in bf16), the BiLAW variants
+cost 1.8–2.2× a PGD-AT step, and AA (≈ 2000 passes per image, best and last) is ≈ 30% of the WRN time; the
+Small-CNN half is ≈ 1.5 h. Table 3 ≈ 30 h (7 WRN runs); Tables 6–8 ≈ 15 h each beyond the reference run they
+share with Table 2 (3 BiLAW-TRADES WRN runs, no AA). So only Table 2's Small-CNN columns fit a few GPU-hours.
 """
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from bench.config import RunConfig
 from bench.experiments.base import Cell, Experiment, PlannedRun, register
+from methods import required_heldout
+
+Hp = tuple[tuple[str, str], ...]
+
+# ---------------------------------------------------------------------------------------------- shared
+
+
+def _config(method: str, hp: Hp, dataset: str, model: str, eps: float, settings: dict[str, Any]) -> RunConfig:
+    """BiLAW's recipe for one run; `settings` (the profile's) may replace the model (smoke: tiny-cnn)."""
+    cfg = RunConfig(**{**dict(method=method, hp=hp, dataset=dataset, model=model, lr=0.1, momentum=0.9,
+                              weight_decay=2e-4, batch_size=128, eps=eps, step_size=eps / 4), **settings})
+    heldout = required_heldout(method)  # BiLAW's validation sets, carved out of its own training set
+    return cfg if heldout is None else dataclasses.replace(cfg, scenario=dataclasses.replace(cfg.scenario,
+                                                                                             heldout=heldout))
+
+
+METRICS = {"Clean": "clean", "PGD": "pgd20", "AA": "aa"}
+
+# ---------------------------------------------------------------------------------------------- Table 1
 
 DATASETS = {"MNIST": "mnist", "F-MNIST": "fmnist"}
 MODELS = {"Tiny-CNN": "tiny-cnn", "FC1": "fc1"}
@@ -24,12 +58,11 @@ METHODS = {  # row label → (method, hyperparameter overrides)
     "BiLAW(ours)": ("bilaw", ()),
 }
 THREATS = {"linf": ("ℓ∞", "ε = 0.1"), "l2": ("ℓ2", "ε = 0.3")}
-METRICS = {"Clean": "clean", "PGD": "pgd20", "AA": "aa"}
 
 PROFILE_SETTINGS = {
     "paper": dict(epochs=100, milestones=(30, 60), eval_n=1000, aa_n=None),
     "fast": dict(epochs=10, milestones=(3, 6), eval_n=1000, aa_n=500),
-    "smoke": dict(epochs=1, milestones=(), train_limit=256, attack_steps=2, eval_n=64, aa_n=16,
+    "smoke": dict(epochs=1, milestones=(), train_limit=256, attack_steps=2, eval_n=64, final_n=512, aa_n=16,
                   final_attacks=("clean", "pgd20", "aa"), eval_attacks=("clean", "pgd20")),
 }
 
@@ -49,11 +82,7 @@ def plan_table1(profile: str) -> list[PlannedRun]:
                     if threat == "l2":
                         runs.append(PlannedRun(key, None, "no ℓ2 training attack yet"))
                         continue
-                    cfg = RunConfig(method=method, hp=hp, dataset=dataset, model=model, lr=0.1, momentum=0.9,
-                                    weight_decay=2e-4, batch_size=128, eps=0.1, step_size=0.025, **settings)
-                    if method == "bilaw":
-                        cfg = dataclasses.replace(cfg, scenario=dataclasses.replace(cfg.scenario, heldout="bilaw"))
-                    runs.append(PlannedRun(key, cfg))
+                    runs.append(PlannedRun(key, _config(method, hp, dataset, model, 0.1, settings)))
     return runs
 
 
@@ -74,4 +103,140 @@ def cells_table1() -> list[Cell]:
 TABLE1 = register(Experiment(
     id="table1_bilaw", paper="bilaw", table="table1",
     title="BiLAW Table 1: MNIST / F-MNIST, Tiny-CNN and FC1, clean / PGD-20 / AA accuracy (%)",
-    plan=plan_table1, cells=cells_table1))
+    plan=plan_table1, cells=cells_table1,
+    notes="MAIL with s = 5, b = 0.05 (the paper's γ, β). The ℓ2 columns wait for an ℓ2 training threat model, "
+          "which the bench lacks yet."))
+
+# ---------------------------------------------------------------------------------------------- CIFAR
+
+CIFAR_SETTINGS = {
+    "paper": dict(epochs=100, milestones=(30, 60), eval_n=1000, aa_n=1000),
+    "fast": dict(epochs=10, milestones=(3, 6), eval_n=1000, aa_n=1000),
+    "smoke": {**PROFILE_SETTINGS["smoke"], "model": "tiny-cnn"},
+}
+CIFAR_MODELS = {"Small-CNN": "small-cnn", "WRN-10-32": "wrn-32-10"}  # printed "WRN-10-32"; the text: WRN-32-10
+CIFAR10_EPS = {"ε = 0.0078": 0.0078, "ε = 0.031": 0.031}
+MAIL = ("mail_at", ())  # BiLAW gives no CIFAR settings: MAIL-AT's README values (s = 10, b = −0.5) [AMBIG]
+BILAW_TRADES = ("bilaw_trades", ())  # 1/λ = 6, ω_μ: 128 hidden units on the multi-class margin
+CIFAR_NOTES = (
+    "Checkpoint `best`: highest PGD-20 accuracy on the first 1000 test images (BiLAW early-stops on its validation "
+    "set #2) [AMBIG]. wd 2e-4 [AMBIG]. MAIL = MAIL-AT with its README s = 10, b = −0.5 (BiLAW's CIFAR settings "
+    "are unstated) [AMBIG]; GAIRAT reweights from 50% of training with Λ = −1; WMMR α = 0.1. The BiLAW variants "
+    "train without their two held-out validation sets (1000 images each); the other methods on the full set.")
+
+TABLE2_METHODS = {
+    "GAIRAT": ("gairat", ()),
+    "WMMR": ("wmmr", ()),
+    "MAIL": MAIL,
+    "AT": ("pgd_at", ()),
+    "TRADES (1/λ = 6)": ("trades", (("beta", "6"),)),
+    "Non-parametric weighting": ("bilaw_np", ()),
+    "BiLAW (ours)": ("bilaw", ()),
+    "BiLAW-TRADES (ours)": BILAW_TRADES,
+}
+
+
+def table2_run(profile: str, model_label: str, eps_label: str, row: str) -> PlannedRun:
+    method, hp = TABLE2_METHODS[row]
+    cfg = _config(method, hp, "cifar10", CIFAR_MODELS[model_label], CIFAR10_EPS[eps_label], CIFAR_SETTINGS[profile])
+    return PlannedRun(f"CIFAR-10/{model_label}/{eps_label}/{row}", cfg)
+
+
+def plan_table2(profile: str) -> list[PlannedRun]:
+    return [table2_run(profile, model_label, eps_label, row)
+            for model_label in CIFAR_MODELS for eps_label in CIFAR10_EPS for row in TABLE2_METHODS]
+
+
+def cells_table2() -> list[Cell]:
+    return [Cell(row=f"CIFAR-10 / {row}", column=f"{model_label} / perturbation: ℓ∞ / {eps_label} / {metric}",
+                 run=f"CIFAR-10/{model_label}/{eps_label}/{row}", checkpoint="best", attack=attack)
+            for row in TABLE2_METHODS for model_label in CIFAR_MODELS for eps_label in CIFAR10_EPS
+            for metric, attack in METRICS.items()]
+
+
+TABLE2 = register(Experiment(
+    id="table2_bilaw", paper="bilaw", table="table2",
+    title="BiLAW Table 2: CIFAR-10, Small-CNN and WRN-32-10, ℓ∞ ε = 0.0078 / 0.031, clean / PGD-20 / AA accuracy (%)",
+    plan=plan_table2, cells=cells_table2,
+    notes="'WRN-10-32' is the paper's label for its WRN-32-10 (Madry's, 5 blocks per stage). " + CIFAR_NOTES))
+
+TABLE3_METHODS = {
+    "BiLAW-TRADES (ours)": BILAW_TRADES,
+    "AT": ("pgd_at", ()),
+    "TRADES (1/λ = 1)": ("trades", (("beta", "1"),)),
+    "TRADES (1/λ = 6)": ("trades", (("beta", "6"),)),
+    "GAIRAT": ("gairat", ()),
+    "WMMR": ("wmmr", ()),
+    "MAIL": MAIL,
+}
+TABLE3_COLUMN = "WRN-32-10 / perturbation: ℓ∞ / ε = 0.031"
+
+
+def plan_table3(profile: str) -> list[PlannedRun]:
+    return [PlannedRun(f"CIFAR-100/WRN-32-10/ε = 0.031/{row}",
+                       _config(method, hp, "cifar100", "wrn-32-10", 0.031, CIFAR_SETTINGS[profile]))
+            for row, (method, hp) in TABLE3_METHODS.items()]
+
+
+def cells_table3() -> list[Cell]:
+    return [Cell(row=f"CIFAR-100 / {row}", column=f"{TABLE3_COLUMN} / {metric}",
+                 run=f"CIFAR-100/WRN-32-10/ε = 0.031/{row}", checkpoint="best", attack=attack)
+            for row in TABLE3_METHODS for metric, attack in METRICS.items()]
+
+
+TABLE3 = register(Experiment(
+    id="table3_bilaw", paper="bilaw", table="table3",
+    title="BiLAW Table 3: CIFAR-100, WRN-32-10, ℓ∞ ε = 0.031, clean / PGD-20 / AA accuracy (%)",
+    plan=plan_table3, cells=cells_table3,
+    notes="BiLAW-TRADES's two validation sets hold 10 images per class each. " + CIFAR_NOTES))
+
+# ---------------------------------------------------------------------------------------------- Tables 6–8
+
+ABLATION_COLUMNS = {"CIFAR10 / Clean": ("clean", "acc"), "CIFAR10 / PGD": ("pgd20", "acc")}
+ABLATION_NOTES = (
+    "Ablations of BiLAW-TRADES on CIFAR-10, WRN-32-10, ε = 0.031 (App. A.3): the reference row's published "
+    "numbers are Table 2's BiLAW-TRADES ones, so it is read from that very run; the other rows change one "
+    "hyperparameter and evaluate clean and PGD-20 only. " + CIFAR_NOTES)
+
+
+def _ablation(table: str, title: str, rows: dict[str, Hp], columns: dict[str, tuple[str, str]],
+              notes: str) -> Experiment:
+    """An ablation table: one BiLAW-TRADES run per row, the first row being Table 2's run."""
+    reference_row = next(iter(rows))
+
+    def key(row: str) -> str:
+        return f"CIFAR-10/WRN-32-10/ε = 0.031/BiLAW-TRADES/{row}"
+
+    def plan(profile: str) -> list[PlannedRun]:
+        reference = table2_run(profile, "WRN-10-32", "ε = 0.031", "BiLAW-TRADES (ours)").config
+        runs = [PlannedRun(key(reference_row), reference)]
+        for row, hp in list(rows.items())[1:]:
+            runs.append(PlannedRun(key(row), dataclasses.replace(reference, hp=hp, final_attacks=("clean", "pgd20"))))
+        return runs
+
+    def cells() -> list[Cell]:
+        return [Cell(row=row, column=column, run=key(row), checkpoint="best", attack=attack, stat=stat)
+                for row in rows for column, (attack, stat) in columns.items()]
+
+    return register(Experiment(id=f"{table}_bilaw", paper="bilaw", table=table, title=title, plan=plan, cells=cells,
+                               notes=f"{notes} {ABLATION_NOTES}"))
+
+
+TABLE6 = _ablation(
+    "table6", "BiLAW Table 6: hidden units of the weighting net ω_μ (BiLAW-TRADES, CIFAR-10, WRN-32-10, ε = 0.031)",
+    {"128 hidden units": (), "64": (("hidden", "64"),), "64 – 64": (("hidden", "64-64"),), "256": (("hidden", "256"),)},
+    {**ABLATION_COLUMNS, "CIFAR10 / PGD - Clean": ("pgd20", "gap")},
+    "'PGD - Clean' is printed so but its values are clean minus PGD-20 accuracy: the `gap` statistic.")
+TABLE7 = _ablation(
+    "table7", "BiLAW Table 7: TRADES coefficient 1/λ of BiLAW-TRADES (CIFAR-10, WRN-32-10, ε = 0.031)",
+    {"1/λ = 6": (), "1/λ = 1": (("beta", "1"),), "1/λ = 5": (("beta", "5"),), "1/λ = 10": (("beta", "10"),)},
+    ABLATION_COLUMNS, "1/λ is bilaw_trades' `beta`.")
+TABLE8 = _ablation(
+    "table8", "BiLAW Table 8: input of the weighting net ω_μ (BiLAW-TRADES, CIFAR-10, WRN-32-10, ε = 0.031)",
+    {"multiclass margin (Def. 3)": (), "margin (Def. 2)": (("weight_input", "margin"),),
+     "ℓ̂": (("weight_input", "robust_loss"),), "ℓ̂ - ℓ": (("weight_input", "loss_gap"),)},
+    ABLATION_COLUMNS,
+    "Inputs read off the adversarial example [AMBIG]: Δ (Def. 3), p_y − max_{j≠y} p_j (Def. 2), the robust CE ℓ̂, "
+    "and ℓ̂ − ℓ (robust minus clean CE).")
+
+from bench.experiments import bilaw_figures  # noqa: E402,F401  (registers the figures; needs the plans above)

@@ -1,80 +1,161 @@
-"""Tables from stored runs only: each cell's number next to the published one, with the gap, or why it is
-missing (not runnable here, not run, running, crashed). Nothing is trained or evaluated here."""
+"""Tables from stored runs only: each cell's number (mean ± std over seeds) next to the published one, with
+the gap, or why it is missing (not runnable here, not run, running, crashed). Nothing is trained or evaluated
+here; Markdown, LaTeX and CSV are written atomically."""
 from __future__ import annotations
 
 import math
+import re
+from collections import defaultdict
 from pathlib import Path
+from statistics import mean, stdev
+from typing import Mapping
 
 import pandas as pd
 
 from bench import atomic
-from bench.experiments.base import Experiment
+from bench.experiments.base import Experiment, PlannedRun
+from bench.experiments.stats import STATS, in_unit
 from bench.published import load_published
 from bench.store import RunStore
 
-STAT_FIELD = {"acc": "acc", "worst": "worst_class_acc"}
+MISSING_ORDER = ("running", "failed", "crashed", "not run")  # the reason shown when no seed of a cell has finished
 
 
-def collect(experiment: Experiment, store: RunStore, profile: str) -> pd.DataFrame:
-    """One row per cell: row, column, ours, published, diff (ours − published), status."""
-    planned = {run.key: run for run in experiment.runs(profile)}
+def group_runs(planned: list[PlannedRun]) -> dict[str, list[PlannedRun]]:
+    groups: dict[str, list[PlannedRun]] = defaultdict(list)
+    for run in planned:
+        groups[run.key].append(run)
+    return groups
+
+
+def collect(experiment: Experiment, store: RunStore, profile: str,
+            substitutions: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per cell: row, column, unit, ours (mean over finished seeds), ours_std, seeds, published,
+    published_std, diff (ours − published), status, runs."""
+    groups = group_runs(experiment.runs(profile, substitutions))
     published = load_published(experiment.paper)
-    published = published[published["table"] == experiment.table].set_index(["row", "column"])["value"]
+    published = published[published["table"] == experiment.table].set_index(["row", "column"])
     records = []
     for cell in experiment.cells():
-        run = planned[cell.run]
-        ours, status = math.nan, ""
-        if run.config is None:
-            status = f"not runnable: {run.why}"
-        else:
+        pub = published.loc[(cell.row, cell.column)]
+        runs = groups[cell.run]
+        values, states, run_ids = [], [], []
+        for run in runs:
+            if run.config is None:
+                states.append(f"not runnable: {run.why}")
+                continue
             run_dir = store.run_dir(run.config)
+            run_ids.append(run_dir.path.name)
             state = run_dir.status()
-            if state != "done":
-                status = "not run" if state == "new" else state
-            else:
-                ev = run_dir.result()["checkpoints"][cell.checkpoint]["attacks"].get(cell.attack)
-                if ev is None:
-                    status = f"{cell.attack} not evaluated"
+            states.append("not run" if state == "new" else state)
+            if state == "done":
+                measured = STATS.get(cell.stat)(run_dir, cell)
+                if measured is None:
+                    states[-1] = f"{cell.stat} under {cell.attack} at {cell.checkpoint} not measured"
                 else:
-                    value = ev[STAT_FIELD[cell.stat]]
-                    ours = 100 * (value if experiment.unit == "acc%" else 1 - value)
-                    status = "done"
-        pub = published.get((cell.row, cell.column), math.nan)
-        records.append({"row": cell.row, "column": cell.column, "ours": ours, "published": pub,
-                        "diff": ours - pub, "status": status})
+                    values.append(in_unit(measured, pub["unit"]))
+        ours = mean(values) if values else math.nan
+        records.append({
+            "row": cell.row, "column": cell.column, "unit": pub["unit"], "ours": ours,
+            "ours_std": stdev(values) if len(values) > 1 else math.nan, "seeds": len(values),
+            "published": pub["value"], "published_std": pub["std"], "diff": ours - pub["value"],
+            "status": _status(values, states), "runs": " ".join(run_ids),
+        })
     return pd.DataFrame.from_records(records)
 
 
-def _text(ours: float, published: float, status: str) -> str:
-    pub = "–" if math.isnan(published) else f"{published:g}"
-    if status != "done":
+def _status(values: list[float], states: list[str]) -> str:
+    if values:
+        return "done" if len(values) == len(states) else f"partial: {len(values)} of {len(states)} seeds"
+    for reason in MISSING_ORDER:
+        if reason in states:
+            return reason
+    return states[0] if states else "no run planned"
+
+
+def _number(value: float, std: float) -> str:
+    return f"{value:.1f}" if math.isnan(std) else f"{value:.1f}±{std:.1f}"
+
+
+def cell_text(r: pd.Series, tolerance: float | None = None, marks: Mapping[str, str] | None = None) -> str:
+    """'ours (published, ours − published)', a '⚠' when out of tolerance, or why it is missing (as a mark
+    explained under the table when `marks` maps statuses to marks)."""
+    pub = "–" if math.isnan(r["published"]) else _number(r["published"], r["published_std"])
+    status = r["status"] if marks is None else marks.get(r["status"], r["status"])
+    if math.isnan(r["ours"]):
         return f"— ({pub}) [{status}]"
-    return f"{ours:.1f} ({pub}, {ours - published:+.1f})" if not math.isnan(published) else f"{ours:.1f} (–)"
+    text = f"{_number(r['ours'], r['ours_std'])} ({pub}, {r['diff']:+.1f})"
+    if tolerance is not None and abs(r["diff"]) > tolerance:
+        text += " ⚠"
+    return text + ("" if r["status"] == "done" else f" [{status}]")
 
 
-def to_markdown(experiment: Experiment, cells: pd.DataFrame, profile: str) -> str:
-    """A Markdown table in the paper's layout: 'ours (published, difference)' per cell, provenance on top."""
+def provenance(experiment: Experiment, profile: str, substitutions: Mapping[str, str] | None) -> list[str]:
+    """One line per distinct training/evaluation setting of the table's runnable runs."""
+    configs = [run.config for run in experiment.runs(profile, substitutions) if run.config is not None]
+    lines = sorted({
+        f"{c.dataset}: {c.epochs} epoch{'s' * (c.epochs != 1)}, train attack PGD-{c.attack_steps}"
+        f"{'' if c.eps is None else f' ε={c.eps:g}'}, final evaluation on "
+        f"{'all' if c.final_n is None else f'the first {c.final_n}'} test images (AA on "
+        f"{'all' if c.aa_n is None else f'the first {c.aa_n}'}), best = highest {c.select} "
+        f"({c.select_score}) on the {'all' if c.eval_n is None else f'first {c.eval_n}'} test images"
+        for c in configs})
+    seeds = sorted({c.seed for c in configs})
+    subs = ", ".join(f"{a} → {b}" for a, b in (substitutions or {}).items()) or "none"
+    return [f"seeds: {', '.join(map(str, seeds)) or '–'}; dataset substitutions: {subs}", *lines]
+
+
+def to_markdown(experiment: Experiment, cells: pd.DataFrame, profile: str,
+                substitutions: Mapping[str, str] | None = None, tolerance: float | None = None) -> str:
+    """A Markdown table in the paper's layout, with the provenance of every number above it."""
     rows = list(dict.fromkeys(cells["row"]))
     columns = list(dict.fromkeys(cells["column"]))
-    text = {(r.row, r.column): _text(r.ours, r.published, r.status) for r in cells.itertuples()}
-    done = int((cells["status"] == "done").sum())
-    configs = [run.config for run in experiment.runs(profile) if run.config is not None]
-    provenance = sorted({f"{c.epochs} epochs, seed {c.seed}, ε={c.eps}, train attack PGD-{c.attack_steps}, "
-                         f"AA on {'all' if c.aa_n is None else f'the first {c.aa_n}'} test images, "
-                         f"best = highest {c.select} on the first {c.eval_n} test images" for c in configs})
+    reasons = [status for status in dict.fromkeys(cells["status"]) if status != "done"]
+    marks = {status: chr(ord("a") + i) if i < 26 else str(i) for i, status in enumerate(reasons)}
+    text = {(r["row"], r["column"]): cell_text(r, tolerance, marks) for _, r in cells.iterrows()}
+    done = int(cells["ours"].notna().sum())
+    units = ", ".join(sorted(set(cells["unit"])))
+    tol = "" if tolerance is None else f"; ⚠ marks |ours − published| > {tolerance:g} points"
     lines = [f"# {experiment.title}", "",
              f"Profile `{profile}`; {done} of {len(cells)} cells measured; cells read 'ours (published, ours − "
-             f"published)' in {experiment.unit}; checkpoint per cell as declared in `bench/experiments/`.",
-             *[f"- {p}" for p in provenance], "",
-             "| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    lines += [f"| {row} | " + " | ".join(text[(row, col)] for col in columns) + " |" for row in rows]
+             f"published)' in {units}, mean±std over seeds where there are several{tol}.",
+             *[f"- {p}" for p in provenance(experiment, profile, substitutions)]]
+    if experiment.notes:
+        lines += ["", experiment.notes.strip()]
+    lines += ["", "| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| {row} | " + " | ".join(text.get((row, col), "") for col in columns) + " |" for row in rows]
+    if marks:
+        lines += ["", *[f"[{mark}] {status}  " for status, mark in marks.items()]]
     return "\n".join(lines) + "\n"
 
 
-def write_table(experiment: Experiment, store: RunStore, profile: str, out_dir: Path) -> Path:
-    cells = collect(experiment, store, profile)
+def _latex_escape(text: str) -> str:
+    return re.sub(r"([&%_#$])", r"\\\1", text)
+
+
+def to_latex(cells: pd.DataFrame) -> str:
+    """The same layout as a LaTeX tabular: 'ours (published)' per cell, '--' where ours is missing."""
+    rows = list(dict.fromkeys(cells["row"]))
+    columns = list(dict.fromkeys(cells["column"]))
+    text = {(r["row"], r["column"]): ("--" if math.isnan(r["ours"]) else
+                                      _number(r["ours"], r["ours_std"]).replace("±", r"$\pm$"))
+            + f" ({r['published']:g})" for _, r in cells.iterrows()}
+    lines = [r"\begin{tabular}{l" + "c" * len(columns) + "}", r"\toprule",
+             " & ".join(["", *map(_latex_escape, columns)]) + r" \\", r"\midrule"]
+    lines += [" & ".join([_latex_escape(row), *(text.get((row, col), "") for col in columns)]) + r" \\"
+              for row in rows]
+    return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"]) + "\n"
+
+
+def write_table(experiment: Experiment, store: RunStore, profile: str, out_dir: Path,
+                substitutions: Mapping[str, str] | None = None, tolerance: float | None = None,
+                appendix: str = "") -> Path:
+    """tables/<id>.md (with `appendix`, e.g. the check's verdicts, under the table), .tex and .csv."""
+    cells = collect(experiment, store, profile, substitutions)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{experiment.id}.md"
-    atomic.write_text(path, to_markdown(experiment, cells, profile))
+    atomic.write_text(path, to_markdown(experiment, cells, profile, substitutions, tolerance) + appendix)
+    atomic.write_text(out_dir / f"{experiment.id}.tex", to_latex(cells))
     atomic.write_text(out_dir / f"{experiment.id}.csv", cells.to_csv(index=False))
     return path
+

@@ -1,0 +1,71 @@
+"""A rough cost model for planning: floating-point work of a run from its config, turned into hours on an
+H100 and on this kind of 2-core CPU. Good to a factor of about two; it is for deciding what to launch, not for
+reporting. Throughputs were calibrated on PGD-AT runs (see the README's cost section)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from bench.config import RunConfig
+
+TRAIN_SIZE = {"cifar10": 50_000, "cifar10-jpeg": 50_000, "cifar100": 50_000, "svhn": 73_257, "mnist": 60_000,
+              "fmnist": 60_000, "tinyimagenet": 100_000}
+TEST_SIZE = {"svhn": 26_032, "tinyimagenet": 10_000}  # others: 10 000
+GPU_FLOPS = 30e12  # effective FP32/TF32 throughput of adversarial training on one H100
+CPU_FLOPS = 70e9  # the same on 2 CPU cores (tiny-CNN PGD-AT on F-MNIST: ~8 min for 10 epochs)
+AA_PASSES = 2_000  # forward+backward equivalents per image of standard AutoAttack (cascade on robust points)
+METHOD_FACTOR = {  # step cost relative to one PGD-AT step, measured by bench/benchmarks/step_cost.py
+    "caat": 4.9, "bilaw": 1.8, "bilaw_trades": 2.2, "bilaw_np": 1.8, "trades": 1.1, "mart": 1.1, "hat": 1.2,
+    "uiat": 1.2, "iat": 1.2, "natural": 1 / 11,
+}
+
+
+@dataclass(frozen=True)
+class Cost:
+    flops: float
+
+    @property
+    def gpu_hours(self) -> float:
+        return self.flops / GPU_FLOPS / 3600
+
+    @property
+    def cpu_hours(self) -> float:
+        return self.flops / CPU_FLOPS / 3600
+
+    def __add__(self, other: "Cost") -> "Cost":
+        return Cost(self.flops + other.flops)
+
+
+@lru_cache(maxsize=None)  # a pure function of two names; building a WRN to count it takes a second
+def forward_flops(model: str, dataset: str) -> float:
+    """FLOPs of one forward pass of one image, counted by torch on the real architecture."""
+    from bench.data import DATASETS
+    from bench.models import build_model
+
+    info = DATASETS.get(dataset)
+    c, h, _ = info.shape
+    net = build_model(model, info.num_classes, c, h).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(torch.zeros(1, *info.shape))
+    return float(counter.get_total_flops())
+
+
+def run_cost(cfg: RunConfig, flops_per_image: float) -> Cost:
+    """Training (attack steps + the update, times the method's measured step factor), per-epoch evaluation
+    and the final evaluation of two checkpoints."""
+    images = min(cfg.train_limit or TRAIN_SIZE[cfg.dataset], TRAIN_SIZE[cfg.dataset])
+    test = TEST_SIZE.get(cfg.dataset, 10_000)
+    factor = METHOD_FACTOR.get(cfg.method.split("+")[0], 1.0)
+    step = 3 * flops_per_image  # forward + backward
+    train = cfg.epochs * images * (cfg.attack_steps + 1) * factor
+    per_epoch_eval = (cfg.epochs // cfg.eval_every) * (cfg.eval_n or test) * 21 * len(cfg.eval_attacks) / 2
+    final = 2 * (test * 21 * sum(a != "aa" for a in cfg.final_attacks)
+                 + ("aa" in cfg.final_attacks) * (cfg.aa_n or test) * AA_PASSES)
+    return Cost(step * (train + per_epoch_eval + final))
+
+
+def plan_cost(configs: list[RunConfig]) -> Cost:
+    return sum((run_cost(cfg, forward_flops(cfg.model, cfg.dataset)) for cfg in configs), Cost(0.0))

@@ -1,0 +1,188 @@
+"""CAAT's Figs. 3–5, drawn from the training runs of its tables (plus one noisy-label run for Fig. 4).
+
+Fig. 3: per-class share of adversaries and mean clean loss over training on standard CIFAR-10 (CAAT's epoch
+records). Fig. 4: share of adversaries, and mean adversarial / anti-adversarial bounds, of clean and of
+noisy-label samples over training under 20% uniform noise (CAAT's per-sample records split by the scenario's
+true labels). Fig. 5: per-class natural and robust errors of every method on long-tailed CIFAR-10, imbalance
+factors 10 and 100 (the last checkpoint's error triple).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from bench import atomic
+from bench.data import DATASETS, MissingDatasetError, load_dataset
+from bench.data.scenarios import build_scenario
+from bench.experiments.base import Figure, FigureInput, PlannedRun, register
+from bench.experiments.caat import (CAAT_ROWS, CHECKPOINT, CORRUPTED_ROWS, LONG_TAIL_10, LONG_TAIL_100, STANDARD,
+                                    UNIFORM_20, key, planned, run_config)
+from bench.experiments.plotting import footer, new_figure, save
+from bench.store import RunDir
+from methods.caat import SAMPLES_DIR
+
+FIG4_ROW = "CAAT (Grad-Based)"  # sample-wise bounds: the variant the paper proposes for noisy labels
+FIG4_SERIES = "fig4_series.json"  # cached in the run folder: the split by true labels needs the data set
+
+
+def _message(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=8, color="0.4")
+
+
+def _class_names(run: RunDir) -> Sequence[str]:
+    info = DATASETS.get(run.config().dataset)
+    return info.class_names or [str(c) for c in range(info.num_classes)]
+
+
+# -- Fig. 3 ---------------------------------------------------------------------------------------------------
+
+def plan_fig3(profile: str) -> list[PlannedRun]:
+    return planned(profile, STANDARD, CAAT_ROWS)
+
+
+def draw_fig3(inputs: FigureInput, stem: Path) -> tuple[Path, Path]:
+    found = [(k, runs[0]) for k, runs in inputs.runs.items()]
+    fig, axes = new_figure(ncols=2, nrows=max(1, len(found)))
+    if not found:
+        for ax in axes:
+            _message(ax, "no finished run")
+    for row, (run_key, run) in enumerate(found):
+        records = run.records()
+        epochs = [r["epoch"] + 1 for r in records]
+        for ax, field, label in ((axes[2 * row], "class_adv_ratio", "ratio of adversaries"),
+                                 (axes[2 * row + 1], "class_clean_loss", "average clean loss")):
+            for c, name in enumerate(_class_names(run)):
+                ax.plot(epochs, [np.nan if r[field][c] is None else r[field][c] for r in records], marker=".",
+                        label=name)
+            ax.set(xlabel="epoch", ylabel=label, title=f"{run_key.split('/', 1)[1]}: {label} per class")
+        axes[2 * row].legend(fontsize=6, ncol=2)
+    footer(fig, inputs)
+    return save(fig, stem)
+
+
+# -- Fig. 4 ---------------------------------------------------------------------------------------------------
+
+def plan_fig4(profile: str) -> list[PlannedRun]:
+    method, hp = CAAT_ROWS[FIG4_ROW]
+    return [PlannedRun(key(UNIFORM_20, FIG4_ROW),
+                       run_config(profile, UNIFORM_20, method, (*hp, ("record_samples", "true"))))]
+
+
+def noisy_mask(run: RunDir) -> np.ndarray:
+    """True where the run's training label differs from the true one (the scenario rebuilt from its config)."""
+    cfg = run.config()
+    train, _ = load_dataset(cfg.dataset)
+    scenario = build_scenario(train, DATASETS.get(cfg.dataset).num_classes, cfg.scenario)
+    mask = (scenario.train.y != scenario.clean_labels).numpy()
+    return mask[:cfg.train_limit] if cfg.train_limit is not None else mask
+
+
+def _mean(values: np.ndarray) -> float | None:
+    return float(values.mean()) if values.size else None
+
+
+def group_series(run: RunDir, noisy: np.ndarray) -> dict:
+    """Per epoch and group (clean / noisy labels): share of adversaries, mean bound of adversaries and of
+    anti-adversaries (in units of 1/255)."""
+    files = sorted((run.path / SAMPLES_DIR).glob("epoch_*.npz"))
+    out: dict = {"epochs": [], **{g: {"adv_ratio": [], "adv_eps": [], "anti_eps": []} for g in ("clean", "noisy")}}
+    for path in files:
+        with np.load(path) as z:
+            adversary, eps = z["adversary"], z["eps"] * 255
+        out["epochs"].append(int(path.stem.split("_")[1]) + 1)
+        for group, members in (("clean", ~noisy), ("noisy", noisy)):
+            seen = members & (adversary >= 0)
+            out[group]["adv_ratio"].append(_mean(adversary[seen] == 1))
+            out[group]["adv_eps"].append(_mean(eps[seen & (adversary == 1)]))
+            out[group]["anti_eps"].append(_mean(eps[seen & (adversary == 0)]))
+    return out
+
+
+def cached_group_series(run: RunDir) -> dict:
+    path = run.path / FIG4_SERIES
+    if path.exists():
+        return json.loads(path.read_text())
+    series = group_series(run, noisy_mask(run))
+    atomic.write_json(path, series)
+    return series
+
+
+def _nan(values: list) -> list[float]:
+    return [math.nan if v is None else v for v in values]
+
+
+def draw_fig4(inputs: FigureInput, stem: Path) -> tuple[Path, Path]:
+    fig, (ratio_ax, bound_ax) = new_figure(ncols=2)
+    runs = [run for group in inputs.runs.values() for run in group]
+    try:
+        series = cached_group_series(runs[0]) if runs else None
+    except MissingDatasetError as missing:
+        series, reason = None, f"true labels unavailable:\n{str(missing)[:80]}…"
+    else:
+        reason = "no finished run"
+    if series is None:
+        for ax in (ratio_ax, bound_ax):
+            _message(ax, reason)
+    else:
+        epochs = series["epochs"]
+        for group, style in (("clean", "-"), ("noisy", "--")):
+            ratio_ax.plot(epochs, _nan(series[group]["adv_ratio"]), style, marker=".", label=f"{group} samples")
+            for role, label in (("adv_eps", "adversarial"), ("anti_eps", "anti-adversarial")):
+                bound_ax.plot(epochs, _nan(series[group][role]), style, marker=".", label=f"{label}, {group}")
+        ratio_ax.set(xlabel="epoch", ylabel="ratio of adversaries", title="(a) adversaries: clean vs noisy labels")
+        bound_ax.set(xlabel="epoch", ylabel="mean bound ε_i (×1/255)", title="(b) average perturbation bounds")
+        ratio_ax.legend(fontsize=7)
+        bound_ax.legend(fontsize=7)
+    footer(fig, inputs)
+    return save(fig, stem)
+
+
+# -- Fig. 5 ---------------------------------------------------------------------------------------------------
+
+def plan_fig5(profile: str) -> list[PlannedRun]:
+    return planned(profile, LONG_TAIL_10, CORRUPTED_ROWS) + planned(profile, LONG_TAIL_100, CORRUPTED_ROWS)
+
+
+def draw_fig5(inputs: FigureInput, stem: Path) -> tuple[Path, Path]:
+    fig, axes = new_figure(ncols=2, nrows=2)
+    panels = [(scenario, part) for scenario in (LONG_TAIL_10, LONG_TAIL_100) for part in ("nat", "rob")]
+    for ax, (scenario, part) in zip(axes, panels):
+        drawn = 0
+        for row in CORRUPTED_ROWS:
+            for run in inputs.runs.get(key(scenario, row), [])[:1]:
+                per_class = run.result()["checkpoints"][CHECKPOINT]["error_triple"][part]["per_class"]
+                ax.plot(range(len(per_class)), [100 * v for v in per_class], marker="o", markersize=3, label=row)
+                drawn += 1
+        name = {"nat": "natural", "rob": "robust"}[part]
+        ax.set(xlabel="class (0 = head … 9 = tail)", ylabel=f"{name} error (%)", title=f"{scenario}: {name} error")
+        if drawn:
+            ax.legend(fontsize=6)
+        else:
+            _message(ax, "no finished run")
+    footer(fig, inputs)
+    return save(fig, stem)
+
+
+FIG3 = register(Figure(
+    id="fig3_caat", paper="caat",
+    title="CAAT Fig. 3: per-class ratio of adversaries and average clean loss during training, CIFAR-10",
+    plan=plan_fig3, draw=draw_fig3,
+    notes="Table 1's two CAAT runs (the paper does not say which bound); the ratio counts samples with α ≥ 0.5 "
+          "by training label, the loss is the epoch's mean clean CE per class"))
+
+FIG4 = register(Figure(
+    id="fig4_caat", paper="caat",
+    title="CAAT Fig. 4: adversaries and bounds of clean vs noisy-label samples, CIFAR-10 with 20% uniform noise",
+    plan=plan_fig4, draw=draw_fig4,
+    notes="one extra CAAT (Grad-Based) run with per-sample records; noisy = training label ≠ true label, from "
+          "the scenario rebuilt from the run's config (needs the data set once; cached in the run folder)"))
+
+FIG5 = register(Figure(
+    id="fig5_caat", paper="caat",
+    title="CAAT Fig. 5: per-class natural and robust errors on long-tailed CIFAR-10, IF = 10 and 100",
+    plan=plan_fig5, draw=draw_fig5,
+    notes="IF = 10 reuses Table 3's runs; IF = 100 trains the same rows; last checkpoint, PGD-20"))

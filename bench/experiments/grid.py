@@ -1,0 +1,54 @@
+"""From a plan to work: which planned runs are finished, running, crashed or new in a run store, and the
+missing ones in the order they must be trained. Every executor (local, cluster) starts from `missing`."""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Sequence
+
+from bench.experiments.base import PlannedRun
+from bench.store import RunStore
+
+NOT_RUNNABLE = "not runnable"
+
+
+def select(planned: list[PlannedRun], methods: Sequence[str] = (), seeds: Sequence[int] = (),
+           datasets: Sequence[str] = (), models: Sequence[str] = ()) -> list[PlannedRun]:
+    """The planned runs of the given methods (base name before any '+add-on' counts too), seeds, datasets and
+    models; an empty filter keeps everything. Runs the bench cannot run are kept only when nothing is filtered."""
+    def wanted(run: PlannedRun) -> bool:
+        if run.config is None:
+            return not (methods or seeds or datasets or models)
+        c = run.config
+        return ((not methods or c.method in methods or c.method.split("+")[0] in methods)
+                and (not seeds or c.seed in seeds) and (not datasets or c.dataset in datasets)
+                and (not models or c.model in models))
+    return [run for run in planned if wanted(run)]
+
+
+def states(planned: list[PlannedRun], store: RunStore) -> dict[str, str]:
+    """Run id (or the key of a run the bench cannot run) → its store status (bench.store) or 'not runnable'."""
+    out = {}
+    for run in planned:
+        if run.config is None:
+            out[run.key] = NOT_RUNNABLE
+        else:
+            run_dir = store.run_dir(run.config)
+            out[run_dir.path.name] = run_dir.status()
+    return out
+
+
+def missing(planned: list[PlannedRun], store: RunStore) -> list[PlannedRun]:
+    """Runs to train: new, failed or crashed, once each (tables may share runs), helpers before the runs that read them."""
+    todo, seen = [], set()
+    for run in planned:
+        if run.config is None or run.config.run_id() in seen:
+            continue
+        seen.add(run.config.run_id())
+        if store.run_dir(run.config).status() in ("new", "failed", "crashed"):
+            todo.append(run)
+    needed = {run_id for run in todo for run_id in run.needs}
+    return sorted(todo, key=lambda run: run.config.run_id() not in needed)  # stable: plan order otherwise
+
+
+def summary(run_states: dict[str, str]) -> str:
+    return ", ".join(f"{n} {state}" for state, n in sorted(Counter(run_states.values()).items()))
