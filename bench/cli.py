@@ -53,6 +53,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fidelity", choices=["paper", "code"], default=d.fidelity,
                    help="follow the paper text or reproduce the official code's quirks (spec §0)")
     g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--init-from", default=None, metavar="RUN_ID",
+                   help="start from the final weights of this finished run of the same run store (a hot start to "
+                        "fine-tune; not its optimiser state); default: a fresh initialisation")
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, default=d.epochs)
     o.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -66,8 +69,11 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="piecewise: epochs where lr is multiplied by --gamma (default: 50%% and 75%% of training)")
     o.add_argument("--gamma", type=float, default=d.gamma)
     a = p.add_argument_group("training attack")
-    a.add_argument("--eps", type=float, default=None, help="L∞ budget in pixel units (default: the dataset's)")
-    a.add_argument("--step-size", type=float, default=None, help="attack step (default: the dataset's)")
+    a.add_argument("--norm", choices=["linf", "l2"], default=d.norm,
+                   help="threat model of the training and evaluation attacks (l2: needs --eps)")
+    a.add_argument("--eps", type=float, default=None,
+                   help="budget in pixel units (default: the dataset's L∞ one; required with --norm l2)")
+    a.add_argument("--step-size", type=float, default=None, help="attack step (default: the dataset's; l2: eps/4)")
     a.add_argument("--attack-steps", type=int, default=d.attack_steps)
     e = p.add_argument_group("evaluation")
     e.add_argument("--eval-every", type=int, default=d.eval_every, help="epochs between per-epoch evaluations")
@@ -120,23 +126,25 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         train_limit=args.train_limit,
         batch_size=args.batch_size, lr=args.lr, momentum=args.momentum, nesterov=args.nesterov,
         weight_decay=args.weight_decay, schedule=args.schedule, milestones=tuple(args.milestones),
-        gamma=args.gamma, eps=args.eps, step_size=args.step_size, attack_steps=args.attack_steps, seed=args.seed,
+        gamma=args.gamma, norm=args.norm, eps=args.eps, step_size=args.step_size, attack_steps=args.attack_steps,
+        seed=args.seed,
         eval_every=args.eval_every, eval_attacks=_names(args.eval_attacks), eval_n=args.eval_n or None,
         final_attacks=_names(args.final_attacks), aa_n=args.aa_n, select=args.select,
         select_score=args.select_score, select_after=args.select_after, fidelity=args.fidelity,
-        scenario=scenario,
+        scenario=scenario, init_from=args.init_from,
     )
 
 
 def validate(cfg: RunConfig) -> None:
-    """Refuse unknown names before any data is loaded or any folder is made."""
+    """Refuse unknown names, and a norm the method does not support, before any data is loaded or any folder is made."""
     from bench.data import DATASETS
     from bench.evaluate import EVAL_ATTACKS
     from bench.models import MODELS
     from bench.schedules import SCHEDULES
-    from methods import resolved_hparams
+    from methods import check_norm, resolved_hparams
 
     resolved_hparams(cfg.method, cfg.hp_dict)  # method, add-on and hyperparameter names
+    check_norm(cfg.method, cfg.norm)
     DATASETS.get(cfg.dataset)
     MODELS.get(cfg.model)
     SCHEDULES.get(cfg.schedule)
@@ -238,12 +246,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"{'status':<8} {'epochs':>9}  run")
     counts: Counter[str] = Counter()
     for run, state, job in rows:
-        state = _with_job_state(state, slurm.get(job["job_id"]) if job else None)
+        state = _with_job_state(state, job, slurm.get(job["job_id"]) if job else None)
         counts[state] += 1
         epochs = f"{run.epochs_done():>4}/{run.config().epochs:<4}" if run.config_file.exists() else f"{'-':>4}/{'-':<4}"
         line = f"{state:<8} {epochs}  {run.path.name}"
         if job:
-            line += f"  [job {job['job_id']} {slurm.get(job['job_id'], 'state unknown')}; log {job['log']}]"
+            known = slurm.get(job["job_id"], "not in sacct yet") if job["executor"] == "slurm" else "in-process"
+            line += f"  [job {job['job_id']} {known}; log {job['log']}]"
         if state == "failed" and run.error_file.exists():
             line += f"  ({run.error_file.read_text().strip().splitlines()[-1]}; see {run.error_file})"
         print(line)
@@ -251,15 +260,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_job_state(state: str, slurm_state: str | None) -> str:
-    """The store's word for a run, refined by its SLURM job: a job still waiting is 'queued', one SLURM ended
-    without the run finishing is 'failed'."""
+def _with_job_state(state: str, job: dict[str, Any] | None, slurm_state: str | None) -> str:
+    """The store's word for a run, refined by its cluster job: 'submitted' while SLURM's accounting does not
+    list the job yet, 'queued' while it waits, 'failed' when SLURM ended it without the run finishing."""
     from bench.lease import SLURM_ENDED, SLURM_LIVE
 
-    if state in ("done", "running", "failed") or slurm_state is None:
+    if state in ("done", "running", "failed") or job is None or job["executor"] != "slurm":
         return state
+    if slurm_state is None:
+        return "submitted"
     if slurm_state in SLURM_LIVE:
-        return "queued" if slurm_state != "RUNNING" else "running"
+        return "running" if slurm_state == "RUNNING" else "queued"
     return "failed" if slurm_state in SLURM_ENDED else state
 
 

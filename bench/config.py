@@ -15,6 +15,9 @@ from typing import Any, Literal
 from bench.data.scenarios import ScenarioConfig
 
 
+RUN_ID = re.compile(r"[A-Za-z0-9.+_-]+-[0-9a-f]{10}")  # RunConfig.run_id(): readable prefix, hash
+
+
 @dataclass(frozen=True)
 class RunConfig:
     method: str = "pgd_at"
@@ -33,8 +36,9 @@ class RunConfig:
     schedule: str = "piecewise"
     milestones: tuple[int, ...] = ()  # piecewise: epochs at which lr *= gamma; () → 50% and 75%
     gamma: float = 0.1
-    eps: float | None = None  # None → the dataset's default L∞ budget
-    step_size: float | None = None  # None → the dataset's default step
+    norm: Literal["linf", "l2"] = "linf"  # threat model of the training and evaluation attacks
+    eps: float | None = None  # None → the dataset's default L∞ budget (an ℓ2 run must give its own)
+    step_size: float | None = None  # None → the dataset's default step (ℓ2: eps / 4)
     attack_steps: int = 10
     seed: int = 0
     eval_every: int = 1  # epochs between evaluations on the first eval_n test images
@@ -48,6 +52,8 @@ class RunConfig:
     select_after: float = 0.0  # only epochs after this fraction of training are candidates (CFA: 0.5)
     fidelity: Literal["paper", "code"] = "paper"
     scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
+    init_from: str | None = None  # run id of a finished run in the same store: its last weights start this
+    # run (a hot start to fine-tune); not its optimiser or method state
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_every"):
@@ -58,6 +64,10 @@ class RunConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be ≥ 1, or None for the whole split")
         if self.attack_steps < 0:
             raise ValueError(f"attack_steps={self.attack_steps} must be ≥ 0")
+        if self.norm not in ("linf", "l2"):
+            raise ValueError(f"norm={self.norm!r}; choose 'linf' or 'l2'")
+        if self.norm == "l2" and self.eps is None:
+            raise ValueError("norm='l2' needs an explicit eps (--eps): the datasets' default budgets are L∞ ones")
         if self.fidelity not in ("paper", "code"):
             raise ValueError(f"fidelity={self.fidelity!r}; choose 'paper' or 'code'")
         if self.select_score not in ("acc", "acc+worst"):
@@ -66,6 +76,9 @@ class RunConfig:
             raise ValueError(f"select_after={self.select_after} must be a fraction of training in [0, 1)")
         if self.select not in self.eval_attacks:
             raise ValueError(f"select={self.select!r} must be one of eval_attacks {list(self.eval_attacks)}")
+        if self.init_from is not None and not RUN_ID.fullmatch(self.init_from):
+            raise ValueError(f"init_from={self.init_from!r} is not a run id (like "
+                             "'trades_cifar10_preact-resnet18-b_s0-3fa1c2d9e0'; see `python -m bench status`)")
 
     @property
     def hp_dict(self) -> dict[str, str]:

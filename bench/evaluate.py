@@ -20,6 +20,7 @@ from torch import nn
 
 from bench import metrics
 from bench.attacks import autoattack, model_mode, pgd
+from bench.attacks.pgd import NORMS
 from bench.progress import progress
 from bench.registry import Registry
 
@@ -30,15 +31,17 @@ KINDS = ("clean", "pgd", "cw", "aa")
 INITS = ("uniform", "normal", "none")
 CIFAR_CW_STEP = 0.01  # HAT eval-adv.py's CW step for CIFAR (spec §3.1, UIAT's CW column [AMBIG])
 TRIPLE_ATTACKS = ("clean", "pgd20")  # FRL/CAAT error triple: natural vs PGD-20 (spec §3.2)
+AA_NORM = {"linf": "Linf", "l2": "L2"}  # the bench's norm names → AutoAttack's
 
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """One evaluation attack (L∞). `n`: only the first n test images; None → all of them.
+    """One evaluation attack in the `norm` ball of radius `eps`. `n`: only the first n test images; None → all.
 
     kind "pgd" ascends cross-entropy, "cw" the CW margin with confidence `kappa`, "aa" is standard
     AutoAttack (steps/step_size/init unused). With `restarts` > 1 (pgd/cw only) a sample counts as
-    robust only if it survives every restart (the worst case per sample).
+    robust only if it survives every restart (the worst case per sample). `norm` is recorded for
+    "clean" too, so every spec of a run names the run's threat model.
     """
 
     name: str
@@ -50,10 +53,13 @@ class AttackSpec:
     kappa: float = 0.0
     restarts: int = 1
     n: int | None = None
+    norm: str = "linf"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"attack kind {self.kind!r} unknown; choose one of {KINDS}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm {self.norm!r} unknown; choose one of {NORMS}")
         if self.init not in INITS:
             raise ValueError(f"init {self.init!r} unknown; choose one of {INITS}")
         for field in ("eps", "steps", "step_size", "kappa"):
@@ -72,46 +78,48 @@ class AttackSpec:
                              "(standard AutoAttack has its own restarts)")
 
 
-# Each standard evaluation is a factory (eps, step, dataset) → AttackSpec, where eps and step are the
-# run's L∞ budget and step size (the dataset's defaults unless overridden) and dataset its name.
+# Each standard evaluation is a factory (eps, step, dataset, norm) → AttackSpec, where eps and step are the
+# run's budget and step size (the dataset's defaults unless overridden), dataset its name and norm its
+# threat model ("linf" or "l2").
 EVAL_ATTACKS: Registry[Callable[..., AttackSpec]] = Registry("evaluation attack")
 
 
 @EVAL_ATTACKS.register("clean")
-def clean(eps: float = 0.0, step: float = 0.0, dataset: str = "") -> AttackSpec:
-    return AttackSpec("clean", "clean", init="none")
+def clean(eps: float = 0.0, step: float = 0.0, dataset: str = "", norm: str = "linf") -> AttackSpec:
+    return AttackSpec("clean", "clean", init="none", norm=norm)
 
 
 @EVAL_ATTACKS.register("pgd20")
-def pgd20(eps: float, step: float, dataset: str = "") -> AttackSpec:
+def pgd20(eps: float, step: float, dataset: str = "", norm: str = "linf") -> AttackSpec:
     """PGD-20, uniform start, CE, one restart (UIAT, FRL/CAAT: 8/255 with step 2/255 on CIFAR)."""
-    return AttackSpec("pgd20", "pgd", eps=eps, steps=20, step_size=step, init="uniform")
+    return AttackSpec("pgd20", "pgd", eps=eps, steps=20, step_size=step, init="uniform", norm=norm)
 
 
 @EVAL_ATTACKS.register("pgd10")
-def pgd10(eps: float, step: float, dataset: str = "") -> AttackSpec:
+def pgd10(eps: float, step: float, dataset: str = "", norm: str = "linf") -> AttackSpec:
     """PGD-10, uniform start, CE (CFA's model selection and FAWA validation)."""
-    return AttackSpec("pgd10", "pgd", eps=eps, steps=10, step_size=step, init="uniform")
+    return AttackSpec("pgd10", "pgd", eps=eps, steps=10, step_size=step, init="uniform", norm=norm)
 
 
 @EVAL_ATTACKS.register("cw")
-def cw(eps: float, step: float, dataset: str = "") -> AttackSpec:
-    """CW∞, HAT variant: κ = 0, 40 steps, uniform start; step 0.01 on CIFAR, else the dataset's step."""
-    step_size = CIFAR_CW_STEP if dataset.startswith("cifar") else step
-    return AttackSpec("cw", "cw", eps=eps, steps=40, step_size=step_size, init="uniform", kappa=0.0)
+def cw(eps: float, step: float, dataset: str = "", norm: str = "linf") -> AttackSpec:
+    """CW (HAT variant): κ = 0, 40 steps, uniform start; step 0.01 for L∞ on CIFAR, else the run's step."""
+    step_size = CIFAR_CW_STEP if dataset.startswith("cifar") and norm == "linf" else step
+    return AttackSpec("cw", "cw", eps=eps, steps=40, step_size=step_size, init="uniform", kappa=0.0, norm=norm)
 
 
 @EVAL_ATTACKS.register("aa")
-def aa(eps: float, step: float = 0.0, dataset: str = "", n: int | None = None) -> AttackSpec:
-    """Standard AutoAttack (L∞), optionally on the first n test images only."""
-    return AttackSpec("aa", "aa", eps=eps, init="none", n=n)
+def aa(eps: float, step: float = 0.0, dataset: str = "", norm: str = "linf", n: int | None = None) -> AttackSpec:
+    """Standard AutoAttack (norm "Linf" or "L2"), optionally on the first n test images only."""
+    return AttackSpec("aa", "aa", eps=eps, init="none", n=n, norm=norm)
 
 
-def attack_specs(names: str | Iterable[str], *, eps: float, step: float, dataset: str = "") -> tuple[AttackSpec, ...]:
+def attack_specs(names: str | Iterable[str], *, eps: float, step: float, dataset: str = "",
+                 norm: str = "linf") -> tuple[AttackSpec, ...]:
     """Specs for registered names, given as an iterable or a comma list ("clean,pgd20,aa")."""
     if isinstance(names, str):
         names = [name.strip() for name in names.split(",") if name.strip()]
-    return tuple(EVAL_ATTACKS.get(name)(eps, step, dataset) for name in names)
+    return tuple(EVAL_ATTACKS.get(name)(eps, step, dataset, norm) for name in names)
 
 
 @dataclass(frozen=True)
@@ -156,13 +164,13 @@ def _batch_hits(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: Attack
         return _hits(model, x, y)
     if spec.kind == "aa":
         with torch.enable_grad():  # the caller may have called us under no_grad
-            adv = autoattack(model, x, y, eps=spec.eps, norm="Linf", version="standard", seed=seed,
+            adv = autoattack(model, x, y, eps=spec.eps, norm=AA_NORM[spec.norm], version="standard", seed=seed,
                              batch_size=x.shape[0])
         return _hits(model, adv, y)
     hits = torch.ones_like(y, dtype=torch.bool)
     for _ in range(spec.restarts):  # fresh random starts from the same generator
         with torch.enable_grad():
-            adv = pgd(model, x, y, eps=spec.eps, step_size=spec.step_size, steps=spec.steps,
+            adv = pgd(model, x, y, eps=spec.eps, step_size=spec.step_size, steps=spec.steps, norm=spec.norm,
                       init=spec.init, loss="ce" if spec.kind == "pgd" else "cw", kappa=spec.kappa,
                       bn_mode="eval", generator=generator)
         hits &= _hits(model, adv, y)

@@ -29,7 +29,8 @@ def evaluate_stored(run: RunDir, checkpoint: str, attacks: tuple[str, ...], aa_n
     model = make_model(cfg, info, rt)
     model.load_state_dict(ckpt["model"])
     _, test = load_dataset(cfg.dataset, data_root)
-    result = evaluate_model(model, test.to(device), info, attacks, None, aa_n, eps, step, rt, cfg.seed)
+    result = evaluate_model(model, test.to(device), info, attacks, None, aa_n, eps, step, rt, cfg.seed,
+                            norm=cfg.norm)
     out_file = run.path / f"eval-{checkpoint}.json"
     merged = json.loads(out_file.read_text()) if out_file.exists() else {}
     merged.update(result)

@@ -28,7 +28,7 @@ from bench.models import build_model
 from bench.progress import progress
 from bench.schedules import build_schedule, milestones
 from bench.store import RunDir
-from methods import Batch, MethodContext, build_method, required_heldout, resolved_hparams
+from methods import Batch, MethodContext, build_method, check_norm, required_heldout, resolved_hparams
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,12 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def attack_budget(cfg: RunConfig, info: DatasetInfo) -> tuple[float, float]:
+    """(ε, step). The datasets' defaults are L∞ ones, so an ℓ2 run gives ε (RunConfig checks) and its step
+    defaults to ε/4, the ratio of every dataset's L∞ default and of BiLAW's recipe."""
     eps = info.default_eps if cfg.eps is None else cfg.eps
-    step = info.default_step if cfg.step_size is None else cfg.step_size
-    return eps, step
+    if cfg.step_size is not None:
+        return eps, cfg.step_size
+    return eps, info.default_step if cfg.norm == "linf" else eps / 4
 
 
 def make_model(cfg: RunConfig, info: DatasetInfo, rt: Runtime) -> nn.Module:
@@ -121,9 +124,9 @@ class EpochMeter:
 
 
 def evaluate_model(model: nn.Module, test: Split, info: DatasetInfo, names: tuple[str, ...], n: int | None,
-                   aa_n: int | None, eps: float, step: float, rt: Runtime, seed: int) -> dict[str, Any]:
+                   aa_n: int | None, eps: float, step: float, rt: Runtime, seed: int, *, norm: str) -> dict[str, Any]:
     subset = test if n is None or n >= len(test) else test.subset(torch.arange(n))
-    cfg = EvalConfig(attack_specs(names, eps=eps, step=step, dataset=info.name), aa_n=aa_n, seed=seed)
+    cfg = EvalConfig(attack_specs(names, eps=eps, step=step, dataset=info.name, norm=norm), aa_n=aa_n, seed=seed)
     return evaluate(model, subset, info.num_classes, cfg, rt.device)
 
 
@@ -135,6 +138,43 @@ def check_heldout(cfg: RunConfig) -> None:
                          "(the CLI does this by default)")
 
 
+@dataclass(frozen=True)
+class InitWeights:
+    """The weights a run starts from (`init_from`), and where they came from for config.json."""
+
+    state: dict[str, torch.Tensor]
+    source: dict[str, Any]  # run id, file and (0-based) epoch of the source's last.pt
+
+
+def _architecture(cfg: RunConfig) -> str:
+    info = DATASETS.get(cfg.dataset)
+    layer = "with" if cfg.normalize else "without"
+    return (f"{cfg.model} ({layer} a mean/std layer) for {info.num_classes} classes of "
+            f"{'×'.join(map(str, info.shape))} images")
+
+
+def initial_weights(cfg: RunConfig, run: RunDir) -> InitWeights | None:
+    """The final weights of the finished run `cfg.init_from` (same run store), when the run starts fresh;
+    None without init_from or when resuming, since the run's own last.pt then holds its weights."""
+    if cfg.init_from is None or run.last_ckpt.exists():
+        return None
+    source = RunDir(run.path.parent / cfg.init_from)
+    if not source.config_file.exists():
+        raise FileNotFoundError(
+            f"init_from run {cfg.init_from} is not in the run store {run.path.parent}; train it first: "
+            "`python -m bench train ...` with its settings, or `python -m bench run <table>`, which plans a "
+            "table's hot starts and trains them before the runs that read them")
+    state = source.status()
+    if state != "done":
+        raise ValueError(f"init_from run {cfg.init_from} is {state}, not finished: finish it first "
+                         "(`python -m bench status` shows it; training it again resumes it)")
+    wanted, found = _architecture(cfg), _architecture(source.config())
+    if wanted != found:
+        raise ValueError(f"init_from run {cfg.init_from} holds a {found}; this run trains a {wanted}")
+    ckpt = torch.load(source.last_ckpt, map_location="cpu", weights_only=False)
+    return InitWeights(ckpt["model"], {"run": cfg.init_from, "file": str(source.last_ckpt), "epoch": ckpt["epoch"]})
+
+
 def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str, Any]:
     """Train (or resume, or skip if done) the run in `run`; returns its result.json content."""
     if run.status() == "done":
@@ -142,6 +182,8 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
     info = DATASETS.get(cfg.dataset)
     eps, step = attack_budget(cfg, info)
     check_heldout(cfg)
+    check_norm(cfg.method, cfg.norm)  # before any data is loaded or any folder is made
+    init = initial_weights(cfg, run)
     train_split, test_split = load_dataset(cfg.dataset, rt.data_root)
     scenario = build_scenario(train_split, info.num_classes, cfg.scenario)
     train = scenario.train if cfg.train_limit is None else scenario.train.subset(torch.arange(cfg.train_limit))
@@ -156,7 +198,8 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
             "method_hparams": resolved_hparams(cfg.method, cfg.hp_dict),
             "resolved": {"eps": eps, "step_size": step, "milestones": list(milestones(cfg)),
                          "dataset_note": "cifar10-jpeg is CIFAR-10 re-encoded as JPEG (q75), not cifar10"
-                         if cfg.dataset == "cifar10-jpeg" else None},
+                         if cfg.dataset == "cifar10-jpeg" else None,
+                         "init_from": None if init is None else init.source},
         })
         atomic.write_json(run.path / "scenario.json", scenario.record)
 
@@ -165,13 +208,15 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
     augment = AugmentSpec.for_dataset(info) if cfg.augment else None
     stream = BatchStream(train, cfg.batch_size, rt.device, augment, shuffle=True, drop_last=False)
     model = make_model(cfg, info, rt)
+    if init is not None:
+        model.load_state_dict(init.state)
     ctx = MethodContext(
         num_classes=info.num_classes, eps=eps, step_size=step, attack_steps=cfg.attack_steps,
         epochs=cfg.epochs, steps_per_epoch=len(stream),
         class_counts=tuple(int(c) for c in torch.bincount(train.y, minlength=info.num_classes).tolist()),
         heldout={k: v.to(rt.device) for k, v in scenario.heldout.items()},
         device=rt.device, fidelity=cfg.fidelity, new_model=lambda: make_model(cfg, info, rt), run_dir=str(run.path),
-        image_shape=tuple(info.shape), batch_size=cfg.batch_size, seed=cfg.seed,
+        image_shape=tuple(info.shape), batch_size=cfg.batch_size, seed=cfg.seed, norm=cfg.norm,
     )
     method = build_method(cfg.method, cfg.hp_dict, ctx)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
@@ -209,11 +254,12 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
             record.update(method.on_epoch_end(model, epoch, record["train_class_acc"]))
             record["train_seconds"] = time.time() - began
             if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-                record["eval"] = evaluate_model(model, test, info, cfg.eval_attacks, cfg.eval_n, None, eps, step, rt, cfg.seed)
+                record["eval"] = evaluate_model(model, test, info, cfg.eval_attacks, cfg.eval_n, None, eps, step, rt,
+                                                cfg.seed, norm=cfg.norm)
                 averaged = method.averaged_models()  # per-epoch series of EMA/FAWA models (CFA Fig. 4)
                 if averaged:
                     record["eval_averaged"] = {name: evaluate_model(m, test, info, cfg.eval_attacks, cfg.eval_n, None,
-                                                                    eps, step, rt, cfg.seed)
+                                                                    eps, step, rt, cfg.seed, norm=cfg.norm)
                                                for name, m in averaged.items()}
                 if epoch + 1 >= cfg.select_after * cfg.epochs:
                     candidates = {"": (model, record["eval"]),
@@ -274,13 +320,14 @@ def final_evaluation(cfg: RunConfig, run: RunDir, model: nn.Module, method: Any,
                 checkpoints[f"best_{name}"] = _load(cfg, info, rt, saved["model"])
     result: dict[str, Any] = {
         "run_id": run.path.name, "dataset": cfg.dataset, "model": cfg.model, "method": cfg.method,
-        "epochs": cfg.epochs, "seed": cfg.seed, "eps": eps, "step_size": step,
+        "epochs": cfg.epochs, "seed": cfg.seed, "norm": cfg.norm, "eps": eps, "step_size": step,
         "best": {"epoch": best["epoch"], "rule": best["rule"], "same_as_last": "best" not in checkpoints,
                  "averaged": best_averaged},
         "attacks": list(cfg.final_attacks), "aa_n": cfg.aa_n, "checkpoints": {},
     }
     for name, m in checkpoints.items():
-        result["checkpoints"][name] = evaluate_model(m, test, info, cfg.final_attacks, cfg.final_n, cfg.aa_n, eps, step, rt, cfg.seed)
+        result["checkpoints"][name] = evaluate_model(m, test, info, cfg.final_attacks, cfg.final_n, cfg.aa_n, eps, step,
+                                                     rt, cfg.seed, norm=cfg.norm)
     if "best" not in checkpoints:
         result["checkpoints"]["best"] = result["checkpoints"]["last"]
     for name, info_best in best_averaged.items():

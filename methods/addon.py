@@ -20,6 +20,7 @@ class Addon:
     Hparams: ClassVar[type] = NoHparams
     description: ClassVar[str] = ""
     heldout_kind: ClassVar[str | None] = None  # as Method.heldout_kind
+    norms: ClassVar[tuple[str, ...]] = ("linf",)  # as Method.norms
 
     def __init__(self, hp: Any, base: Method):
         self.hp = hp

@@ -26,7 +26,7 @@ class MethodContext:
     """What a method may know about the run it is part of, handed over once when it is built."""
 
     num_classes: int
-    eps: float  # the run's L∞ budget (pixel units)
+    eps: float  # the run's budget in `norm` (pixel units)
     step_size: float
     attack_steps: int
     epochs: int
@@ -40,6 +40,7 @@ class MethodContext:
     image_shape: tuple[int, ...] = ()  # C, H, W of one image (UIAT's class-wise perturbations)
     batch_size: int = 128  # the training batch size (held-out batches default to the same)
     seed: int = 0  # the run's seed (for a method's own generators, e.g. held-out batch order)
+    norm: str = "linf"  # the training attacks' threat model: "linf" or "l2" (only methods listing it in `norms`)
 
     @property
     def train_size(self) -> int:
@@ -82,11 +83,13 @@ class Method:
     description: ClassVar[str] = ""
     # The `--heldout` scenario kind this method needs (meta / validation set), or None.
     heldout_kind: ClassVar[str | None] = None
+    # Threat models the method's adversaries are written for; `build_method` refuses the others.
+    norms: ClassVar[tuple[str, ...]] = ("linf",)
 
     def __init__(self, hp: Any, ctx: MethodContext):
         self.hp = hp
         self.ctx = ctx
-        # Per-class L∞ budget: uniform here; class-calibrated methods (CFA's CCM, FRL) rewrite it.
+        # Per-class budget: uniform here; class-calibrated methods (CFA's CCM, FRL) rewrite it.
         self.class_eps = torch.full((ctx.num_classes,), float(ctx.eps), device=ctx.device)
 
     def eps_for(self, y: torch.Tensor) -> torch.Tensor:

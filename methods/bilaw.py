@@ -13,7 +13,8 @@ without momentum/wd) or "optimizer" (the run's SGD step); `weight_input` (Δ on 
 the train-mode training forward); Adam(`meta_lr` 1e-3, `meta_weight_decay` 1e-4) for μ; bilaw_trades'
 validation loss = robust CE; training attack `init` U (bilaw, bilaw_np) / T (bilaw_trades) and `bn_mode`
 eval. bilaw_np falls back to uniform weights when every c_j ≤ 0 (no sample helps the validation loss).
-The PGD step size is the run's (the BiLAW recipe sets ε/4).
+The PGD step size and norm are the run's (the BiLAW recipe sets ε/4; Table 1 has ℓ2 columns, so `bilaw` takes
+norm "l2"; the other variants stay L∞-only).
 
 Each epoch's record carries the weights' per-class quantiles and, for the learned variants, ω_μ's predictions
 for a fixed subset of training samples, clean and adversarial (`methods.bilaw_weight_log`; the paper's Fig. 3,
@@ -93,7 +94,7 @@ class ValidatedReweighting(Method):
 
     def adversaries(self, model, x: Tensor, y: Tensor, *, loss: str = "ce", init: str | None = None,
                     steps: int | None = None) -> Tensor:
-        return pgd(model, x, y, eps=self.eps_for(y), step_size=self.ctx.step_size,
+        return pgd(model, x, y, eps=self.eps_for(y), step_size=self.ctx.step_size, norm=self.ctx.norm,
                    steps=self.ctx.attack_steps if steps is None else steps, init=init or self.hp.init,
                    loss=loss, bn_mode=self.hp.bn_mode)
 
@@ -153,7 +154,7 @@ class LearnedWeights(ValidatedReweighting):
         x, y, seen = tracked
         generator = torch.Generator(device=x.device).manual_seed(self.ctx.seed * 1_000_003 + epoch)
         x_adv = pgd(model, x, y, eps=self.eps_for(y), step_size=self.ctx.step_size, steps=self.ctx.attack_steps,
-                    init=self.hp.init, loss=self.attack_loss, bn_mode="eval", generator=generator)
+                    norm=self.ctx.norm, init=self.hp.init, loss=self.attack_loss, bn_mode="eval", generator=generator)
         with torch.no_grad(), model_mode(model, False):
             logits_clean, logits_adv = model(x), model(x_adv)
             clean = self.learner.net.raw_weights(weight_inputs(self.hp.weight_input, logits_clean, y, logits_clean))
@@ -182,6 +183,7 @@ class LearnedWeights(ValidatedReweighting):
 class BiLAW(LearnedWeights):
     Hparams = BiLAWHparams
     description = "BiLAW: robust CE weighted by a margin→weight net learned on a validation set"
+    norms = ("linf", "l2")  # BiLAW Table 1's ℓ2 columns
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
         x_adv, x_val_adv, y_val = self.robust_adversaries(model, batch)

@@ -59,6 +59,7 @@ def geometry_weights(kappa: Tensor, steps: int, lam: float) -> Tensor:
 class GAIRAT(Method):
     Hparams = GAIRATHparams
     description = "GAIRAT (Zhang et al.): PGD-AT reweighted by how many PGD steps each sample survives"
+    norms = ("linf", "l2")
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)
@@ -69,7 +70,7 @@ class GAIRAT(Method):
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
         x_adv, kappa = pgd_counting_correct(
             model, batch.x, batch.y, eps=self.eps_for(batch.y), step_size=self.ctx.step_size,
-            steps=self.ctx.attack_steps, init=self.hp.init, bn_mode=self.hp.bn_mode)
+            steps=self.ctx.attack_steps, norm=self.ctx.norm, init=self.hp.init, bn_mode=self.hp.bn_mode)
         logits = model(x_adv)
         ce = F.cross_entropy(logits, batch.y, reduction="none")
         if reached(batch.epoch, self.hp.begin, self.ctx.epochs):

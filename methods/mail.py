@@ -73,6 +73,7 @@ class _MAIL(Method):
 class MAILAT(_MAIL):
     Hparams = MAILATHparams
     description = "MAIL-AT (Wang et al.): adversarial CE weighted by 3·sigmoid(s·(PM + b))"
+    norms = ("linf", "l2")
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
         x_adv = ce_adversary(self, model, batch)

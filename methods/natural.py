@@ -10,6 +10,7 @@ from methods.registry import METHODS
 @METHODS.register("natural")
 class Natural(Method):
     description = "plain training on clean data (no adversary)"
+    norms = ("linf", "l2")  # no adversary: an ℓ2 run only changes its evaluation
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
         logits = model(batch.x)

@@ -21,6 +21,7 @@ class PGDATHparams:
 class PGDAT(Method):
     Hparams = PGDATHparams
     description = "PGD adversarial training (Madry et al.): CE on PGD-K adversaries"
+    norms = ("linf", "l2")
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
         x_adv = ce_adversary(self, model, batch)

@@ -45,8 +45,19 @@ def _hparam_objects(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     return objects
 
 
+def check_norm(name: str, norm: str) -> None:
+    """Refuse a threat model that the method or one of its add-ons does not list in its `norms`."""
+    base, addons = _parts(name)
+    for kind, registry, part in [("method", METHODS, base), *(("add-on", ADDONS, a) for a in addons)]:
+        if norm not in registry.get(part).norms:
+            able = [n for n in registry if norm in registry.get(n).norms]
+            raise ValueError(f"{kind} {part!r} does not support norm={norm!r}; the {kind}s that do: "
+                             f"{', '.join(able) or 'none'}")
+
+
 def build_method(name: str, overrides: dict[str, Any], ctx: MethodContext) -> Method:
     base, addons = _parts(name)
+    check_norm(name, ctx.norm)
     hp = _hparam_objects(name, overrides)
     method = METHODS.get(base)(hp[base], ctx)
     if not addons:

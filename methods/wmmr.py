@@ -45,6 +45,7 @@ def margin_weighted_ce(logits: Tensor, y: Tensor, alpha: float) -> Tensor:
 class WMMR(Method):
     Hparams = WMMRHparams
     description = "WMMR (Zeng et al.): adversarial CE weighted by exp(−α·softmax margin), weights not detached"
+    norms = ("linf", "l2")
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)
@@ -56,7 +57,7 @@ class WMMR(Method):
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
         x_adv = pgd(model, batch.x, batch.y, eps=self.eps_for(batch.y), step_size=self.ctx.step_size,
-                    steps=self.ctx.attack_steps, init=self.hp.init, bn_mode=self.hp.bn_mode,
+                    steps=self.ctx.attack_steps, norm=self.ctx.norm, init=self.hp.init, bn_mode=self.hp.bn_mode,
                     loss=self.attack_objective if self.hp.attack_loss == "weighted_ce" else "ce")
         logits = model(x_adv)
         loss = margin_weighted_ce(logits, batch.y, self.hp.alpha).mean()

@@ -66,7 +66,9 @@ def test_a_failing_run_is_reported_failed_and_retried(tmp_path, capsys):
     run_dir = store.run_dir(hat[0].config)
     assert run_dir.status() == "failed" and "no-such-run" in run_dir.error_file.read_text()
     assert "failed" in capsys.readouterr().err
-    assert missing(hat, store) == hat  # the next `bench run` submits it again
+    assert missing(hat, store) == hat  # the next `bench run` submits it again, and is not kept off by a lease
+    assert SubmititExecutor("debug", ClusterProfile("debug")).run(missing(hat, store), store) == 1
+    assert len((run_dir.path / "jobs.jsonl").read_text().splitlines()) == 2
 
 
 def test_local_executor_skips_a_run_someone_else_holds(tmp_path, capsys):

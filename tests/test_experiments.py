@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.experiments import EXPERIMENTS, FIGURES, PROFILES, lookup
-from bench.experiments.grid import states
+from bench.config import RunConfig
+from bench.experiments import EXPERIMENTS, FIGURES, PROFILES, PlannedRun, lookup
+from bench.experiments.base import substitute
+from bench.experiments.grid import select, states
 from bench.experiments.render import collect, to_markdown
 from bench.published import load_published
 from bench.store import RunStore
@@ -21,7 +23,8 @@ ALL_IDS = [*EXPERIMENTS, *FIGURES]
 @pytest.mark.parametrize("profile", PROFILES)
 def test_every_experiment_plans_its_grid(profile):
     bilaw = EXPERIMENTS.get("table1_bilaw").runs(profile)
-    assert len(bilaw) == 48 and sum(run.config is not None for run in bilaw) == 24  # ℓ2 half not runnable
+    assert len(bilaw) == 48 and all(run.config is not None for run in bilaw)  # ℓ∞ and ℓ2 halves both runnable
+    assert sum(run.config.norm == "l2" for run in bilaw) == 24
     for name in ALL_IDS:
         artifact = lookup(name)
         runs = artifact.runs(profile)
@@ -69,11 +72,11 @@ def test_a_table_renders_from_stored_runs_with_published_numbers_and_missing_mar
     assert cell["diff"] == pytest.approx(cell["ours"] - 70.1)
     assert cells.loc[("F-MNIST / plain", "FC1 / perturbation: ℓ∞ / ε = 0.1 / AA"), "status"] == "not run"
     l2 = cells.loc[("F-MNIST / AT", "Tiny-CNN / perturbation: ℓ2 / ε = 0.3 / AA")]
-    assert l2["status"].startswith("not runnable") and math.isnan(l2["ours"])
+    assert l2["status"] == "not run" and math.isnan(l2["ours"])  # runnable now, just not trained here
     text = to_markdown(experiment, cells.reset_index(), "smoke")
     assert f"{cell['ours']:.1f} (70.1, {cell['ours'] - 70.1:+.1f})" in text
     assert "Profile `smoke`; 3 of 144 cells measured" in text
-    assert "[b] not runnable: no ℓ2 training attack yet" in text
+    assert "not runnable" not in text
 
 
 def test_seeds_of_one_setting_show_mean_and_std(tmp_path):
@@ -142,6 +145,36 @@ def test_substitution_is_applied_and_recorded(tmp_path, capsys):
     assert main(["table", "table1_uiat", "--profile", "fast", "--substitute", "cifar10=cifar10-jpeg",
                  "--runs-dir", str(tmp_path), "--out", str(tmp_path)]) == 0
     assert "dataset substitutions: cifar10 → cifar10-jpeg" in (tmp_path / "table1_uiat.md").read_text()
+
+
+def test_substitution_points_fine_tunes_at_the_substituted_hot_start():
+    for name, fine_tuned in (("table1_caat", 9), ("table1_cfa", 2), ("fig5_caat", 16)):
+        runs = lookup(name).runs("fast", {"cifar10": "cifar10-jpeg"})
+        ids = {run.config.run_id(): run.config for run in runs}
+        tuned = [run for run in runs if run.config.init_from is not None]
+        assert len(tuned) == fine_tuned and all(cfg.dataset == "cifar10-jpeg" for cfg in ids.values()), name
+        for run in tuned:
+            start = ids[run.config.init_from]  # a planned run, itself substituted
+            assert run.needs == (run.config.init_from,) and start.init_from is None
+            assert start.scenario.imbalance == run.config.scenario.imbalance
+
+
+def test_substitution_follows_a_chain_of_runs_naming_runs():
+    base = RunConfig(dataset="cifar10", model="tiny-cnn")
+    middle = RunConfig(dataset="cifar10", model="tiny-cnn", seed=1, init_from=base.run_id())
+    top = RunConfig(dataset="cifar10", model="tiny-cnn", seed=2, init_from=middle.run_id(),
+                    hp=(("helper", base.run_id()),))
+    plan = [PlannedRun("top", top, needs=(middle.run_id(),)), PlannedRun("middle", middle, needs=(base.run_id(),)),
+            PlannedRun("base", base)]
+    out = {run.key: run for run in substitute(plan, {"cifar10": "svhn"})}
+    assert out["middle"].config.init_from == out["base"].config.run_id() != base.run_id()
+    assert out["top"].config.init_from == out["middle"].config.run_id() == out["top"].needs[0]
+    assert out["top"].config.hp_dict["helper"] == out["base"].config.run_id()
+
+
+def test_selecting_methods_keeps_the_runs_they_need():
+    runs = select(lookup("table1_caat").runs("fast"), methods=("frl_rw",))
+    assert [run.key for run in runs] == ["CIFAR-10/hot start", "CIFAR-10/FRL (ReWeight)"]
 
 
 def test_figures_command_draws_the_theory_figures(tmp_path, capsys):

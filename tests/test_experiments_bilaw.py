@@ -1,6 +1,7 @@
 """BiLAW's tables and figures: the planned grids follow the paper's recipe, cells sit where the paper prints them,
 claims hold on the published numbers, the BiLAW methods record the weight statistics the figures read, and
 smoke runs fill cells and figures."""
+import dataclasses
 import math
 
 import pytest
@@ -23,9 +24,11 @@ from methods.bilaw_weight_log import QUANTILES, TRACKED, EpochWeights
 
 TABLES = ("table1_bilaw", "table2_bilaw", "table3_bilaw", "table6_bilaw", "table7_bilaw", "table8_bilaw")
 FIGURE_IDS = ("fig3_bilaw", "fig5_bilaw", "fig6_bilaw")
-# Runs per table from the paper's grids: Table 2 = 8 methods × 2 models × 2 ε; Table 3 = 7 methods; the ablations
-# 4 rows each; every run runnable. Smoke trains tiny-cnn for both Table 2 models, so their configs coincide.
-GRIDS = {"table2_bilaw": 32, "table3_bilaw": 7, "table6_bilaw": 4, "table7_bilaw": 4, "table8_bilaw": 4}
+# Runs per table from the paper's grids: Table 1 = 6 methods × 2 datasets × 2 models × 2 norms; Table 2 = 8 methods
+# × 2 models × 2 ε; Table 3 = 7 methods; the ablations 4 rows each; every run runnable. Smoke trains tiny-cnn for
+# both Table 2 models, so their configs coincide.
+GRIDS = {"table1_bilaw": 48, "table2_bilaw": 32, "table3_bilaw": 7, "table6_bilaw": 4, "table7_bilaw": 4,
+         "table8_bilaw": 4}
 SMOKE_DISTINCT = {"table2_bilaw": 16}
 SUBS = {"cifar10": "fmnist"}  # CIFAR-10 is absent here; smoke runs use tiny-cnn, which takes any image shape
 WRN_031 = "CIFAR-10/WRN-10-32/ε = 0.031/"
@@ -55,6 +58,18 @@ def test_table1_keeps_the_identity_of_runs_already_trained():
     ids = {r.config.run_id() for r in _runs("table1_bilaw", "fast") if r.config is not None}
     assert {"bilaw_fmnist_tiny-cnn_s0-0add80f0e4", "mail_at_fmnist_tiny-cnn_s0-d00293eaab",
             "natural_fmnist_fc1_s0-e3f0dd9833", "wmmr_fmnist_tiny-cnn_s0-a3eec7795e"} <= ids
+
+
+@pytest.mark.parametrize("profile", ["paper", "fast", "smoke"])
+def test_table1_l2_columns_train_and_test_in_the_l2_ball_of_radius_0_3(profile):
+    """Each ℓ2 run is its ℓ∞ twin with norm l2, ε = 0.3 and step ε/4; the ℓ∞ runs keep norm out of their identity."""
+    runs = {r.key: r.config for r in _runs("table1_bilaw", profile)}
+    linf = {key: cfg for key, cfg in runs.items() if "/linf/" in key}
+    assert len(linf) == 24
+    for key, cfg in linf.items():
+        assert (cfg.norm, cfg.eps, cfg.step_size) == ("linf", 0.1, 0.025) and "norm" not in cfg.overrides()
+        l2 = runs[key.replace("/linf/", "/l2/")]
+        assert l2 == dataclasses.replace(cfg, norm="l2", eps=0.3, step_size=0.3 / 4), key
 
 
 @pytest.mark.parametrize("profile", ["paper", "fast", "smoke"])

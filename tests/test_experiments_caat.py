@@ -15,7 +15,7 @@ from bench.data import Split
 from bench.experiments import EXPERIMENTS, FIGURES
 from bench.experiments import caat_figures
 from bench.experiments.base import FigureInput
-from bench.experiments.caat import key
+from bench.experiments.caat_runs import HOT_START, key
 from bench.experiments.claims import load_claims
 from bench.experiments.figures import figure_input
 from bench.experiments.render import collect
@@ -32,10 +32,11 @@ TABLES = ("table1_caat", "table2_caat", "table3_caat", "table4_caat")
 SUBSTITUTE = {"cifar10": "fmnist"}
 C = 10
 
-# The paper's grid: Table 1 has 9 rows, Tables 2–3 drop Baseline ReWeight, Table 4 has Settings I–IV; Fig. 3
-# reads Table 1's two CAAT runs, Fig. 4 one noisy-label CAAT run, Fig. 5 Table 3's rows at IF 10 and 100.
-EXPECTED_RUNS = {"table1_caat": 9, "table2_caat": 8, "table3_caat": 8, "table4_caat": 4,
-                 "fig3_caat": 2, "fig4_caat": 1, "fig5_caat": 16}
+# The paper's grid, plus one hot start per training set that the rows fine-tune: Table 1 has 9 rows, Tables 2–3
+# drop Baseline ReWeight, Table 4 has Settings I–IV; Fig. 3 reads Table 1's two CAAT runs, Fig. 4 one
+# noisy-label CAAT run, Fig. 5 Table 3's rows at IF 10 and 100 (two training sets, two hot starts).
+EXPECTED_RUNS = {"table1_caat": 9 + 1, "table2_caat": 8 + 1, "table3_caat": 8 + 1, "table4_caat": 4 + 1,
+                 "fig3_caat": 2 + 1, "fig4_caat": 1 + 1, "fig5_caat": 2 * (8 + 1)}
 
 
 def _artifact(name):
@@ -52,8 +53,14 @@ def test_every_id_plans_the_paper_grid_and_every_run_is_runnable(profile):
         runs = _artifact(name).runs(profile)
         assert len(runs) == expected and all(r.config is not None for r in runs), name
         assert len({r.key for r in runs}) == expected
+        starts = {r.key.split("/")[0]: r.config for r in runs if r.key.endswith(f"/{HOT_START}")}
         for run in runs:
             check_heldout(run.config)  # FRL, Baseline ReWeight and CAAT get their meta split
+            start = starts[run.key.split("/")[0]]  # every row fine-tunes its training set's hot start
+            if run.config != start:
+                assert run.config.init_from == start.run_id() and run.needs == (start.run_id(),), run.key
+                assert run.config.scenario.noise == start.scenario.noise
+                assert run.config.scenario.imbalance == start.scenario.imbalance
 
 
 def test_cells_match_the_published_layout_and_read_planned_runs_and_attacks():
@@ -74,14 +81,21 @@ def test_paper_profile_carries_the_papers_settings():
     for name in TABLES:
         for run in EXPERIMENTS.get(name).runs("paper"):
             c = run.config
-            assert (c.dataset, c.model, c.epochs, c.milestones, c.lr, c.weight_decay, c.batch_size) == \
-                   ("cifar10", "preact-resnet18-b", 100, (75, 90), 0.1, 5e-4, 128)
+            assert (c.dataset, c.model, c.momentum, c.weight_decay, c.batch_size) == \
+                   ("cifar10", "preact-resnet18-b", 0.9, 5e-4, 128)
             assert (c.eps, c.step_size, c.attack_steps, c.seed, c.normalize, c.fidelity) == \
                    (8 / 255, 2 / 255, 10, 0, False, "paper")
+            if run.key.endswith(f"/{HOT_START}"):  # the spec's default hot start, TRADES's schedule
+                assert (c.method, c.hp_dict, c.init_from) == ("trades", {"beta": "6"}, None)
+                assert (c.epochs, c.schedule, c.milestones, c.lr) == (100, "piecewise", (75, 90), 0.1)
+            else:  # FRL's and CAAT's code: 40 epochs at lr 0.001, the MultiStep never reached
+                assert (c.epochs, c.schedule, c.lr, c.init_from is not None) == (40, "constant", 0.001, True)
     t1 = {r.key.split("/", 1)[1]: r.config for r in EXPERIMENTS.get("table1_caat").runs("paper")}
     assert t1["TRADES (1/λ = 1)"].hp_dict == {"beta": "1"} and t1["TRADES (1/λ = 6)"].hp_dict == {"beta": "6"}
     assert t1["CAAT (Grad-Based)"].hp_dict == {"bound": "grad"}
     assert t1["FRL (ReWeight)"].scenario.heldout == "frl_meta" and t1["CAAT (ReMargin)"].scenario.heldout == "caat_meta"
+    assert t1[HOT_START].scenario.heldout == "frl_meta"  # FRL's hot start: its 4700-per-class split
+    assert t1["CAAT (ReMargin)"].init_from == t1["PGD Adv. Training"].init_from == t1[HOT_START].run_id()
     assert all(c.scenario.imbalance == 1 and c.scenario.noise is None for c in t1.values())
     for run in EXPERIMENTS.get("table2_caat").runs("paper"):
         s = run.config.scenario
@@ -94,7 +108,7 @@ def test_paper_profile_carries_the_papers_settings():
     assert t4["Setting II"].hp_dict == {"direction": "adversarial", "bound": "remargin"}
     assert t4["Setting III"].hp_dict == {"bound": "fixed"}
     assert t4["Setting IV"] == t1["CAAT (ReMargin)"]  # one run serves both tables
-    fig4 = FIGURES.get("fig4_caat").runs("paper")[0].config
+    fig4 = FIGURES.get("fig4_caat").runs("paper")[-1].config
     assert (fig4.scenario.noise, fig4.scenario.noise_ratio, fig4.hp_dict) == \
            ("uniform", 0.2, {"bound": "grad", "record_samples": "true"})
     fig5 = {r.config.scenario.imbalance for r in FIGURES.get("fig5_caat").runs("paper")}
@@ -107,7 +121,11 @@ def test_fast_and_smoke_shorten_the_schedule_but_keep_the_methods():
         for p, f, s in zip(paper, fast, smoke):
             assert p.key == f.key == s.key
             assert (p.config.method, p.config.hp) == (f.config.method, f.config.hp) == (s.config.method, s.config.hp)
-            assert f.config.epochs == 12 and max(f.config.milestones) < 12 and f.config.model == p.config.model
+            assert f.config.model == p.config.model and f.config.schedule == p.config.schedule
+            if p.key.endswith(f"/{HOT_START}"):
+                assert f.config.epochs == 12 and max(f.config.milestones) < 12
+            else:
+                assert f.config.epochs == 5 and f.config.lr == p.config.lr
             assert (s.config.model, s.config.epochs, s.config.train_limit) == ("tiny-cnn", 1, 256)
             assert s.config.scenario.noise == p.config.scenario.noise
 
@@ -188,12 +206,22 @@ def test_group_series_splits_directions_and_bounds_by_noisy_labels(tmp_path):
 
 # -- smoke runs ---------------------------------------------------------------------------------------------------
 
+def train_with_hot_start(store, runs, run_key):
+    """Train the hot start, then the planned run `run_key` fine-tuning it; returns that run's result."""
+    planned = {r.key: r.config for r in runs}
+    start = planned[key(run_key.split("/")[0], HOT_START)]
+    train_run(start, store.run_dir(start))
+    return train_run(planned[run_key], store.run_dir(planned[run_key]))
+
+
 @pytest.fixture(scope="module")
 def caat_smoke(tmp_path_factory):
-    """Table 1's CAAT (ReMargin) smoke run (also Table 4's Setting IV and one of Fig. 3's runs)."""
+    """Table 1's CAAT (ReMargin) smoke run (also Table 4's Setting IV and one of Fig. 3's runs), and its hot
+    start."""
     store = RunStore(tmp_path_factory.mktemp("caat_runs"))
-    run = next(r for r in EXPERIMENTS.get("table1_caat").runs("smoke", SUBSTITUTE) if r.key == "CIFAR-10/CAAT (ReMargin)")
-    return store, train_run(run.config, store.run_dir(run.config)), store.run_dir(run.config)
+    runs = EXPERIMENTS.get("table1_caat").runs("smoke", SUBSTITUTE)
+    result = train_with_hot_start(store, runs, "CIFAR-10/CAAT (ReMargin)")
+    return store, result, store.run_dir(next(r.config for r in runs if r.key == "CIFAR-10/CAAT (ReMargin)"))
 
 
 def test_a_smoke_run_fills_its_cells_in_percent_error(caat_smoke):
@@ -219,7 +247,8 @@ def test_fig3_and_fig5_draw_from_a_smoke_run(caat_smoke, tmp_path):
     store, _, run = caat_smoke
     fig3 = FIGURES.get("fig3_caat")
     inputs = figure_input(fig3, store, "smoke", SUBSTITUTE)
-    assert list(inputs.runs) == ["CIFAR-10/CAAT (ReMargin)"] and inputs.missing == ["CIFAR-10/CAAT (Grad-Based)"]
+    assert list(inputs.runs) == ["CIFAR-10/hot start", "CIFAR-10/CAAT (ReMargin)"]
+    assert inputs.missing == ["CIFAR-10/CAAT (Grad-Based)"]
     assert len(run.records()[0]["class_adv_ratio"]) == C
     _drawn(fig3.draw(inputs, tmp_path / "fig3"))
     # Fig. 5 reads only result.json: the smoke run stands in for one long-tailed run of each imbalance factor.
@@ -230,9 +259,9 @@ def test_fig3_and_fig5_draw_from_a_smoke_run(caat_smoke, tmp_path):
 def test_fig4_draws_clean_and_noisy_series_from_its_smoke_run(tmp_path):
     figure = FIGURES.get("fig4_caat")
     store = RunStore(tmp_path / "runs")
-    (planned,) = figure.runs("smoke", SUBSTITUTE)
-    train_run(planned.config, store.run_dir(planned.config))
-    run = store.run_dir(planned.config)
+    runs = figure.runs("smoke", SUBSTITUTE)
+    train_with_hot_start(store, runs, key("CIFAR-10 20% uniform noise", "CAAT (Grad-Based)"))
+    run = store.run_dir(runs[-1].config)
     noisy = caat_figures.noisy_mask(run)
     assert noisy.shape == (256,) and 0.05 < noisy.mean() < 0.35  # 20% uniform noise flips ~18% of labels
     _drawn(figure.draw(figure_input(figure, store, "smoke", SUBSTITUTE), tmp_path / "fig4"))

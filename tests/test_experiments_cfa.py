@@ -1,5 +1,6 @@
 """CFA's tables and figures: the planned grids follow the paper's recipe, cells sit where the paper prints them
 and read the right checkpoint, claims hold on the published numbers, and smoke runs fill cells and figures."""
+import dataclasses
 import math
 
 import pytest
@@ -15,10 +16,12 @@ from bench.train import train_run
 from methods import resolved_hparams
 
 CIFAR_JPEG = {"cifar10": "cifar10-jpeg"}  # CIFAR-10 itself is absent on the test machine
+HOT_START = "CIFAR-10/FRL hot start (AT, epoch 100)"
 TABLES = ("table1_cfa", "table2_cfa", "table3_cfa", "table4_cfa")
 FIGURE_IDS = ("fig2_cfa", "fig3_cfa", "fig4_cfa", "fig5_cfa", "fig6_cfa", "fig7_cfa")
-# (rows runnable, rows not runnable) per grid and the seeds of each profile: the paper reports 5 seeds.
-GRIDS = {"table1_cfa": (9, 2), "table2_cfa": (8, 0), "table3_cfa": (6, 0), "table4_cfa": (9, 0),
+# (rows runnable, rows not runnable) per grid and the seeds of each profile: the paper reports 5 seeds. Table 1:
+# 9 rows, FRL and FRL + EMA, and the PGD-AT hot start they fine-tune.
+GRIDS = {"table1_cfa": (9 + 2 + 1, 0), "table2_cfa": (8, 0), "table3_cfa": (6, 0), "table4_cfa": (9, 0),
          "fig6_cfa": (6, 0)}
 SWEEPS = {"fig2_cfa": (1, 7), "fig3_cfa": (8, 0), "fig4_cfa": (3, 0), "fig5_cfa": (6, 0), "fig7_cfa": (6, 0)}
 SEEDS = {"paper": 5, "fast": 1, "smoke": 1}
@@ -41,8 +44,13 @@ def test_each_grid_plans_the_papers_rows_with_its_seeds(profile):
     for artifact_id, (runnable, blocked) in SWEEPS.items():  # sweeps: one seed, as the paper's figures
         runs = _runs(artifact_id, profile)
         assert (sum(r.config is not None for r in runs), sum(r.config is None for r in runs)) == (runnable, blocked)
-    blocked = {r.key: r.why for r in _runs("table1_cfa", profile) if r.config is None}
-    assert set(blocked) == {"CIFAR-10/FRL", "CIFAR-10/FRL + EMA"} and "hot start" in blocked["CIFAR-10/FRL"]
+    starts = {r.config.seed: r.config.run_id() for r in _runs("table1_cfa", profile) if r.key == HOT_START}
+    assert len(starts) == SEEDS[profile]
+    for run in _runs("table1_cfa", profile):  # each seed's FRL rows fine-tune that seed's hot start
+        if run.key in ("CIFAR-10/FRL", "CIFAR-10/FRL + EMA"):
+            assert run.config.init_from == starts[run.config.seed] and run.needs == (run.config.init_from,)
+        else:
+            assert run.config.init_from is None and run.needs == ()
     assert lookup("fig1_cfa").runs(profile) == []
 
 
@@ -88,6 +96,21 @@ def test_paper_profile_carries_the_papers_recipe():
     assert resolved_hparams(ti.method, ti.hp_dict)["cfa.worst"] == "worst20"
 
 
+def test_frl_fine_tunes_cfas_pgd_at_stopped_before_its_first_lr_drop():
+    at, start = _config("table1_cfa", "CIFAR-10/AT", seed=3), _config("table1_cfa", HOT_START, seed=3)
+    assert (start.epochs, start.milestones) == (100, (100, 150))  # = epoch 100 of the 200-epoch run
+    assert dataclasses.replace(start, epochs=200, final_attacks=at.final_attacks) == at
+    for row, method in (("CIFAR-10/FRL", "frl_rwrm"), ("CIFAR-10/FRL + EMA", "frl_rwrm+ema")):
+        frl = _config("table1_cfa", row, seed=3)
+        assert (frl.method, frl.init_from, frl.scenario.heldout) == (method, start.run_id(), "frl_meta")
+        assert (frl.epochs, frl.schedule, frl.lr, frl.momentum, frl.weight_decay, frl.batch_size) == \
+               (40, "constant", 0.001, 0.9, 5e-4, 128)
+        assert (frl.model, frl.normalize) == (start.model, start.normalize)
+    assert resolved_hparams("frl_rwrm+ema", _config("table1_cfa", "CIFAR-10/FRL + EMA").hp_dict)["ema.start_epoch"] == 10
+    fast_start, fast_frl = _config("table1_cfa", HOT_START, "fast"), _config("table1_cfa", "CIFAR-10/FRL", "fast")
+    assert (fast_start.epochs, fast_start.milestones, fast_frl.epochs) == (10, (10, 15), 4)
+
+
 def test_shorter_profiles_scale_the_epoch_hyperparameters_and_subsample_autoattack():
     fast = _config("table1_cfa", "CIFAR-10/AT + CFA", "fast")
     assert (fast.epochs, fast.milestones, fast.aa_n) == (20, (10, 15), 1000)
@@ -119,12 +142,13 @@ def test_claims_name_published_cells_and_hold_on_the_published_numbers():
 # -- smoke runs ----------------------------------------------------------------------------------------------
 
 SMOKE_RUNS = ("CIFAR-10/AT", "CIFAR-10/AT + EMA", "CIFAR-10/AT + FAWA", "CIFAR-10/AT + CCM", "CIFAR-10/TRADES",
-              "CIFAR-10/TRADES + CCM + CCR")
+              "CIFAR-10/TRADES + CCM + CCR", HOT_START, "CIFAR-10/FRL")
 
 
 @pytest.fixture(scope="module")
 def smoke_store(tmp_path_factory):
-    """The smoke runs behind Tables 1–3 and Figs. 4, 5, 7, trained once on CIFAR-10-JPEG."""
+    """The smoke runs behind Tables 1–3 (FRL after its hot start) and Figs. 4, 5, 7, trained once on
+    CIFAR-10-JPEG."""
     store = RunStore(tmp_path_factory.mktemp("cfa_runs"))
     planned = {r.key: r.config for t in TABLES[:3] for r in lookup(t).runs("smoke", CIFAR_JPEG) if r.config}
     results = {name: train_run(planned[name], store.run_dir(planned[name])) for name in SMOKE_RUNS}
@@ -141,7 +165,9 @@ def test_a_smoke_run_fills_its_cells_in_the_published_unit(smoke_store):
     ema = cells.loc[("AT + EMA", "Last / Clean Accuracy / Avg.")]  # the averaged model, not the trained one
     ema_last = results["CIFAR-10/AT + EMA"]["checkpoints"]["last_ema"]["attacks"]["clean"]
     assert ema["status"] == "done" and ema["ours"] == pytest.approx(100 * ema_last["acc"])
-    assert cells.loc[("FRL", "Best / AA. Accuracy / Avg."), "status"].startswith("not runnable")
+    frl = cells.loc[("FRL", "Best / AA. Accuracy / Avg.")]
+    frl_best = results["CIFAR-10/FRL"]["checkpoints"]["best"]["attacks"]["aa"]
+    assert frl["status"] == "done" and frl["ours"] == pytest.approx(100 * frl_best["acc"])
     assert cells.loc[("FAT", "Best / AA. Accuracy / Avg."), "status"] == "not run"
 
 

@@ -67,20 +67,24 @@ def cluster():
 
 def test_a_smoke_grid_goes_out_as_one_array_and_renders_into_a_table(tmp_path, capsys):
     args = ["table1_bilaw", "--profile", "smoke", "--methods", "natural,pgd_at", "--datasets", "fmnist",
-            "--runs-dir", str(tmp_path)]
+            "--models", "tiny-cnn", "--runs-dir", str(tmp_path)]  # 2 methods × ℓ∞/ℓ2 = 4 runs, 12 cells
     began = time.time()
     assert main(["run", *args, "--executor", "slurm", "--cluster", "local"]) == 0
     submitted = time.time() - began
     runs = [path for path in tmp_path.iterdir() if (path / "jobs.jsonl").exists()]
     jobs = [last_job(path) for path in runs]
     assert len(jobs) == 4 and len({job["job_id"].split("_")[0] for job in jobs}) == 1  # one array of 4 tasks
+    capsys.readouterr()
+    assert main(["status", "--runs-dir", str(tmp_path)]) == 0  # at once: every run shows its job
+    lines = [line for line in capsys.readouterr().out.splitlines() if "[job " in line]
+    assert len(lines) == 4 and all(line.split()[0] in ("submitted", "queued", "running", "done") for line in lines)
     store = RunStore(tmp_path)
     wait_for(lambda: all(run.status() == "done" for run in store.runs()), "the array to finish")
     capsys.readouterr()
     assert main(["status", "--runs-dir", str(tmp_path)]) == 0
     status = capsys.readouterr().out
     assert status.count("done ") == 4 and all(job["log"] in status for job in jobs)
-    assert main(["table", *args[:1], "--profile", "smoke", "--runs-dir", str(tmp_path), "--out", str(tmp_path)]) == 0
+    assert main(["table", "table1_bilaw", "--profile", "smoke", "--runs-dir", str(tmp_path), "--out", str(tmp_path)]) == 0
     assert "12 of 144 cells measured" in (tmp_path / "table1_bilaw.md").read_text()
     print(f"submission took {submitted:.1f} s; array finished {time.time() - began:.1f} s after `bench run`")
 
@@ -131,7 +135,8 @@ def test_a_failing_run_is_reported_with_its_log_and_resubmitted(tmp_path, cluste
 
 def test_two_concurrent_bench_runs_submit_each_run_once(tmp_path):
     command = [sys.executable, "-m", "bench", "run", "table1_bilaw", "--profile", "smoke", "--methods", "natural",
-               "--datasets", "fmnist", "--executor", "slurm", "--cluster", "local", "--runs-dir", str(tmp_path)]
+               "--datasets", "fmnist", "--models", "tiny-cnn", "--executor", "slurm", "--cluster", "local",
+               "--runs-dir", str(tmp_path)]  # 2 runs: ℓ∞ and ℓ2
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     calls = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]

@@ -25,7 +25,7 @@ class PlannedRun:
     key: str  # the experiment's name for the setting ("F-MNIST/Tiny-CNN/linf/AT"); seeds share it
     config: RunConfig | None  # None: the bench cannot run it yet (`why` says what is missing)
     why: str = ""
-    needs: tuple[str, ...] = ()  # run ids this run reads (HAT's helper): they are trained first
+    needs: tuple[str, ...] = ()  # run ids this run reads (HAT's helper, a hot start): they are trained first
 
 
 @dataclass(frozen=True)
@@ -46,25 +46,29 @@ def check_profile(profile: str) -> None:
 def substitute(runs: list[PlannedRun], substitutions: Mapping[str, str]) -> list[PlannedRun]:
     """Replace datasets by the explicit rules given (e.g. cifar10 → cifar10-jpeg where CIFAR-10 is absent).
 
-    A run that names another run by id (HAT's helper, in a hyperparameter and in `needs`) is pointed at the
-    substituted run, whose id changed with its dataset.
+    A run that names another planned run by id (HAT's helper in a hyperparameter, a hot start in `init_from`,
+    both in `needs`) is pointed at the substituted run, whose id changed with its dataset; the named run is
+    converted first, so a chain of such runs stays linked.
     """
     if not substitutions:
         return runs
+    planned = {run.config.run_id(): run.config for run in runs if run.config is not None}
+    converted: dict[str, RunConfig] = {}
 
-    def swap(cfg: RunConfig) -> RunConfig:
-        return dataclasses.replace(cfg, dataset=substitutions.get(cfg.dataset, cfg.dataset))
+    def renamed(run_id: str) -> str:
+        return convert(planned[run_id]).run_id() if run_id in planned else run_id
 
-    renamed = {run.config.run_id(): swap(run.config).run_id() for run in runs if run.config is not None}
-    out = []
-    for run in runs:
-        if run.config is None:
-            out.append(run)
-            continue
-        hp = tuple((k, renamed.get(v, v)) for k, v in run.config.hp)
-        out.append(dataclasses.replace(run, config=dataclasses.replace(swap(run.config), hp=hp),
-                                       needs=tuple(renamed.get(n, n) for n in run.needs)))
-    return out
+    def convert(cfg: RunConfig) -> RunConfig:
+        old = cfg.run_id()
+        if old not in converted:
+            converted[old] = dataclasses.replace(
+                cfg, dataset=substitutions.get(cfg.dataset, cfg.dataset), hp=tuple((k, renamed(v)) for k, v in cfg.hp),
+                init_from=None if cfg.init_from is None else renamed(cfg.init_from))
+        return converted[old]
+
+    return [run if run.config is None else
+            dataclasses.replace(run, config=convert(run.config), needs=tuple(renamed(n) for n in run.needs))
+            for run in runs]
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ def _compute_probe(run: RunDir) -> dict[str, Any]:
     for start in range(0, n, PROBE_BATCH):
         batch = test.subset(torch.arange(start, min(start + PROBE_BATCH, n)))
         x, y = batch.float_images().to(device), batch.y.to(device)
-        attack = dict(eps=eps, step_size=step, init="uniform", bn_mode="eval", generator=generator)
+        attack = dict(eps=eps, step_size=step, norm=cfg.norm, init="uniform", bn_mode="eval", generator=generator)
         x_pgd20 = pgd(model, x, y, steps=20, **attack)
         x_adv, kappa = pgd_counting_correct(model, x, y, steps=cfg.attack_steps, **attack)
         with torch.no_grad():

@@ -4,7 +4,8 @@ Fig. 3: per-class share of adversaries and mean clean loss over training on stan
 records). Fig. 4: share of adversaries, and mean adversarial / anti-adversarial bounds, of clean and of
 noisy-label samples over training under 20% uniform noise (CAAT's per-sample records split by the scenario's
 true labels). Fig. 5: per-class natural and robust errors of every method on long-tailed CIFAR-10, imbalance
-factors 10 and 100 (the last checkpoint's error triple).
+factors 10 and 100 (the last checkpoint's error triple). Each figure also plans the hot starts its runs
+fine-tune (`caat_runs`); it draws only the fine-tuned rows.
 """
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from bench import atomic
 from bench.data import DATASETS, MissingDatasetError, load_dataset
 from bench.data.scenarios import build_scenario
 from bench.experiments.base import Figure, FigureInput, PlannedRun, register
-from bench.experiments.caat import (CAAT_ROWS, CHECKPOINT, CORRUPTED_ROWS, LONG_TAIL_10, LONG_TAIL_100, STANDARD,
-                                    UNIFORM_20, key, planned, run_config)
+from bench.experiments.caat import CHECKPOINT
+from bench.experiments.caat_runs import (CAAT_ROWS, CORRUPTED_ROWS, LONG_TAIL_10, LONG_TAIL_100, STANDARD, UNIFORM_20,
+                                         fine_tune, hot_start, key, planned)
 from bench.experiments.plotting import footer, new_figure, save
 from bench.store import RunDir
 from methods.caat import SAMPLES_DIR
@@ -45,7 +47,7 @@ def plan_fig3(profile: str) -> list[PlannedRun]:
 
 
 def draw_fig3(inputs: FigureInput, stem: Path) -> tuple[Path, Path]:
-    found = [(k, runs[0]) for k, runs in inputs.runs.items()]
+    found = [(k, inputs.runs[k][0]) for k in (key(STANDARD, row) for row in CAAT_ROWS) if k in inputs.runs]
     fig, axes = new_figure(ncols=2, nrows=max(1, len(found)))
     if not found:
         for ax in axes:
@@ -68,8 +70,8 @@ def draw_fig3(inputs: FigureInput, stem: Path) -> tuple[Path, Path]:
 
 def plan_fig4(profile: str) -> list[PlannedRun]:
     method, hp = CAAT_ROWS[FIG4_ROW]
-    return [PlannedRun(key(UNIFORM_20, FIG4_ROW),
-                       run_config(profile, UNIFORM_20, method, (*hp, ("record_samples", "true"))))]
+    start = hot_start(profile, UNIFORM_20)
+    return [start, fine_tune(profile, UNIFORM_20, FIG4_ROW, method, (*hp, ("record_samples", "true")), start)]
 
 
 def noisy_mask(run: RunDir) -> np.ndarray:
@@ -117,7 +119,7 @@ def _nan(values: list) -> list[float]:
 
 def draw_fig4(inputs: FigureInput, stem: Path) -> tuple[Path, Path]:
     fig, (ratio_ax, bound_ax) = new_figure(ncols=2)
-    runs = [run for group in inputs.runs.values() for run in group]
+    runs = inputs.runs.get(key(UNIFORM_20, FIG4_ROW), [])
     try:
         series = cached_group_series(runs[0]) if runs else None
     except MissingDatasetError as missing:
@@ -178,11 +180,13 @@ FIG4 = register(Figure(
     id="fig4_caat", paper="caat",
     title="CAAT Fig. 4: adversaries and bounds of clean vs noisy-label samples, CIFAR-10 with 20% uniform noise",
     plan=plan_fig4, draw=draw_fig4,
-    notes="one extra CAAT (Grad-Based) run with per-sample records; noisy = training label ≠ true label, from "
-          "the scenario rebuilt from the run's config (needs the data set once; cached in the run folder)"))
+    notes="one extra CAAT (Grad-Based) run with per-sample records, fine-tuning a hot start trained on the same "
+          "noisy set; noisy = training label ≠ true label, from the scenario rebuilt from the run's config (needs "
+          "the data set once; cached in the run folder)"))
 
 FIG5 = register(Figure(
     id="fig5_caat", paper="caat",
     title="CAAT Fig. 5: per-class natural and robust errors on long-tailed CIFAR-10, IF = 10 and 100",
     plan=plan_fig5, draw=draw_fig5,
-    notes="IF = 10 reuses Table 3's runs; IF = 100 trains the same rows; last checkpoint, PGD-20"))
+    notes="IF = 10 reuses Table 3's runs; IF = 100 trains the same rows from a hot start on the IF = 100 set; "
+          "last checkpoint, PGD-20"))

@@ -15,7 +15,8 @@ Figures 2–7 are drawn in `bench.experiments.cfa_figures` (imported at the end)
 """
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+from typing import Any, Callable
 
 from bench.config import RunConfig
 from bench.data.scenarios import ScenarioConfig
@@ -28,9 +29,10 @@ SEEDS = {"paper": (0, 1, 2, 3, 4), "fast": (0,), "smoke": (0,)}
 COMMON = dict(normalize=True, lr=0.1, momentum=0.9, weight_decay=5e-4, batch_size=128, attack_steps=10,
               eval_attacks=("clean", "pgd10"), select="pgd10", select_score="acc+worst", select_after=0.5,
               final_attacks=("clean", "aa"))  # ε, step: the datasets' defaults 8/255, 2/255
-# fast: 20 of 200 epochs (10%), AA on the first 1000 test images. bench/cost.py puts Table 1 (9 runs) at about
-# 4.5 H100-hours (~30 min per run: 20 PGD-10 epochs of PRN-18 plus AutoAttack on 1000 images for the best and
-# last checkpoints) and the 17 distinct CIFAR runs of Tables 1–3 at about 12; the EMA/FAWA averages add a
+# fast: 20 of 200 epochs (10%), AA on the first 1000 test images. bench/cost.py puts Table 1 at about
+# 5.1 H100-hours (~30 min per run: 20 PGD-10 epochs of PRN-18 plus AutoAttack on 1000 images for the best and
+# last checkpoints; FRL's 10-epoch hot start ≈ 0.2 h, its two 4-epoch fine-tunes ≈ 0.4 h, mostly AutoAttack)
+# and the 20 distinct CIFAR runs of Tables 1–3 at about 9; the EMA/FAWA averages add a
 # per-epoch PGD-10 pass and their own final evaluation, which the cost model leaves out (≈ +20% on those
 # rows). Tiny-ImageNet (ResNet-18 at 64×64, 100k images) trains 10 epochs: Table 4 ≈ 18 H100-hours.
 PROFILE_SETTINGS = {
@@ -44,6 +46,7 @@ BASES = {  # row label → (method, CFA-code hyperparameters of the base)
     "AT": ("pgd_at", (("bn_mode", "train"),)),
     "TRADES": ("trades", (("loss_scale", "cfa"),)),
     "FAT": ("fat", ()),
+    "FRL": ("frl_rwrm", ()),  # FRL-RW+RM with its code's defaults [AMBIG]; it fine-tunes a hot start (frl_run)
 }
 ADDONS = {"EMA": "ema", "CFA": "cfa", "CCM": "ccm", "CCR": "ccr", "FAWA": "fawa"}
 AVERAGED = {"EMA": "_ema", "CFA": "_fawa", "FAWA": "_fawa"}  # the add-on whose averaged model a row reports
@@ -52,8 +55,10 @@ PAPER_EPOCH_HPARAMS = {"ema.start_epoch": 50, "fawa.start_epoch": 50, "cfa.start
                        "ccm.begin_epoch": 10, "ccr.begin_epoch": 10, "cfa.begin_epoch": 10}
 # Tiny-ImageNet: FAWA gates on the worst 20% of classes [P] with a threshold the paper does not give [AMBIG].
 TINY_IMAGENET_HP = (("cfa.worst", "worst20"), ("cfa.threshold", "0.05"))
-FRL_WHY = ("FRL fine-tunes a pretrained robust model (hot start); the bench cannot start a run from another "
-           "run's checkpoint yet")
+# FRL's code: fine-tune 40 epochs at a constant lr 0.001 (MultiStep at 40/80 never fires); shorter profiles scale.
+FRL_EPOCHS = {"paper": 40, "fast": 4, "smoke": 1}
+FRL_LR = 0.001
+HOT_START = "FRL hot start (AT, epoch 100)"  # the key's row part, beside the published rows
 
 
 def scaled_epoch(name: str, paper_value: int, epochs: int) -> int:
@@ -69,9 +74,10 @@ def row_method(row: str) -> str:
 
 
 def run_config(row: str, profile: str, data: str = "CIFAR-10", seed: int = 0,
-               hp: tuple[tuple[str, str], ...] = ()) -> RunConfig:
-    """The setting of a table row under a profile; `hp`: extra overrides (a figure's sweep point)."""
-    settings = {**PROFILE_SETTINGS[profile], **DATASET_PROFILE_SETTINGS.get((data, profile), {})}
+               hp: tuple[tuple[str, str], ...] = (), **changes: Any) -> RunConfig:
+    """The setting of a table row under a profile; `hp`: extra overrides (a figure's sweep point); `changes`:
+    other fields (a fine-tune's schedule), which epoch hyperparameters are scaled to."""
+    settings = {**PROFILE_SETTINGS[profile], **DATASET_PROFILE_SETTINGS.get((data, profile), {}), **changes}
     method = row_method(row)
     addons = method.split("+")[1:]
     overrides = dict(BASES[row.split(" + ")[0]][1])
@@ -92,9 +98,28 @@ def key(data: str, row: str) -> str:
     return f"{data}/{row}"
 
 
+def hot_start_config(profile: str, data: str, seed: int) -> RunConfig:
+    """CFA's PGD-AT checkpoint at epoch 100 that FRL fine-tunes [AMBIG]: the AT row stopped at its first lr drop
+    (same milestones), so its last weights are the 200-epoch run's at that epoch. No AutoAttack: no cell reads it."""
+    at = run_config("AT", profile, data, seed)
+    return dataclasses.replace(at, epochs=min(at.milestones, default=at.epochs), final_attacks=("clean", "pgd10"))
+
+
+def hot_starts(data: str, profile: str) -> list[PlannedRun]:
+    return [PlannedRun(key(data, HOT_START), hot_start_config(profile, data, seed)) for seed in SEEDS[profile]]
+
+
+def frl_run(data: str, row: str, profile: str, seed: int) -> PlannedRun:
+    """An FRL row: the same seed's hot start fine-tuned with FRL's code recipe (spec §4.10)."""
+    start_id = hot_start_config(profile, data, seed).run_id()
+    cfg = run_config(row, profile, data, seed, epochs=FRL_EPOCHS[profile], milestones=(), lr=FRL_LR,
+                     schedule="constant", init_from=start_id)
+    return PlannedRun(key(data, row), cfg, needs=(start_id,))
+
+
 def seeded_runs(data: str, row: str, profile: str) -> list[PlannedRun]:
     if row.startswith("FRL"):
-        return [PlannedRun(key(data, row), None, FRL_WHY)]
+        return [frl_run(data, row, profile, seed) for seed in SEEDS[profile]]
     return [PlannedRun(key(data, row), run_config(row, profile, data, seed)) for seed in SEEDS[profile]]
 
 
@@ -145,8 +170,10 @@ def _robust_cells(rows: list[str]) -> Callable[[], list[Cell]]:
 
 NOTES = """Departures and choices: "best" = highest PGD-10 accuracy + worst-class accuracy on the test set among
 epochs of the second half (CFA's code keeps every checkpoint within 0.02 of the best score plus the last 5 and
-picks by AutoAttack; the bench keeps one per model). FRL rows are not runnable (FRL fine-tunes a hot start,
-which the bench cannot do yet; variant would be FRL-RW+RM, `frl_rwrm`). λ₁ (CCM) is lost from the text:
+picks by AutoAttack; the bench keeps one per model). FRL rows [AMBIG]: FRL-RW+RM (`frl_rwrm`, its code's
+defaults) fine-tunes CFA's PGD-AT at epoch 100 (the AT run of the same seed stopped before its first lr drop)
+40 epochs at a constant lr 0.001, on FRL's split (its 300-per-class validation set, which the hot start saw,
+held out); FRL + EMA starts averaging at epoch 10 of the 40 (50 of 200, scaled). λ₁ (CCM) is lost from the text:
 AT 0.5, TRADES 0.3, FAT 0.7 [AMBIG]. EMA and FAWA start at epoch 50 with decay 0.85 and FAWA threshold 0.2
 (paper; the code uses epoch 0, 0.88, 0.24); CCM/CCR warm up 10 epochs (code). fast/smoke scale these epoch
 hyperparameters with the schedule (fast CIFAR-10: EMA/FAWA from epoch 5 of 20, CCM/CCR from epoch 1).
@@ -155,7 +182,7 @@ Seeds: 0–4 at the paper profile (mean ± std, as the paper), seed 0 at fast an
 TABLE1 = register(Experiment(
     id="table1_cfa", paper="cfa", table="table1",
     title="CFA Table 1: CIFAR-10 PRN-18, clean and AA accuracy (avg / worst class), best and last checkpoints",
-    plan=_plan("CIFAR-10", T1_ROWS),
+    plan=lambda profile: hot_starts("CIFAR-10", profile) + _plan("CIFAR-10", T1_ROWS)(profile),
     cells=_best_last_cells("CIFAR-10", T1_ROWS, ("Clean Accuracy", "AA. Accuracy"), ("Worst", "worst")),
     notes=NOTES))
 

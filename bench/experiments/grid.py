@@ -14,7 +14,8 @@ NOT_RUNNABLE = "not runnable"
 def select(planned: list[PlannedRun], methods: Sequence[str] = (), seeds: Sequence[int] = (),
            datasets: Sequence[str] = (), models: Sequence[str] = ()) -> list[PlannedRun]:
     """The planned runs of the given methods (base name before any '+add-on' counts too), seeds, datasets and
-    models; an empty filter keeps everything. Runs the bench cannot run are kept only when nothing is filtered."""
+    models, and the runs they need (HAT's helper, a hot start); an empty filter keeps everything. Runs the bench
+    cannot run are kept only when nothing is filtered."""
     def wanted(run: PlannedRun) -> bool:
         if run.config is None:
             return not (methods or seeds or datasets or models)
@@ -22,7 +23,8 @@ def select(planned: list[PlannedRun], methods: Sequence[str] = (), seeds: Sequen
         return ((not methods or c.method in methods or c.method.split("+")[0] in methods)
                 and (not seeds or c.seed in seeds) and (not datasets or c.dataset in datasets)
                 and (not models or c.model in models))
-    return [run for run in planned if wanted(run)]
+    needed = {need for run in planned if wanted(run) for need in run.needs}
+    return [run for run in planned if wanted(run) or (run.config is not None and run.config.run_id() in needed)]
 
 
 def states(planned: list[PlannedRun], store: RunStore) -> dict[str, str]:

@@ -95,7 +95,7 @@ def provenance(experiment: Experiment, profile: str, substitutions: Mapping[str,
     configs = [run.config for run in experiment.runs(profile, substitutions) if run.config is not None]
     lines = sorted({
         f"{c.dataset}: {c.epochs} epoch{'s' * (c.epochs != 1)}, train attack PGD-{c.attack_steps}"
-        f"{'' if c.eps is None else f' ε={c.eps:g}'}, final evaluation on "
+        f"{' ℓ2' if c.norm == 'l2' else ''}{'' if c.eps is None else f' ε={c.eps:g}'}, final evaluation on "
         f"{'all' if c.final_n is None else f'the first {c.final_n}'} test images (AA on "
         f"{'all' if c.aa_n is None else f'the first {c.aa_n}'}), best = highest {c.select} "
         f"({c.select_score}) on the {'all' if c.eval_n is None else f'first {c.eval_n}'} test images"
