@@ -1,6 +1,7 @@
 """A rough cost model for planning: floating-point work of a run from its config, turned into hours on an
-H100 and on this kind of 2-core CPU. Good to a factor of about two; it is for deciding what to launch, not for
-reporting. Throughputs were calibrated on PGD-AT runs (see the README's cost section)."""
+H100 and on this kind of 2-core CPU. Good to a factor of about two on CPU; it is for deciding what to launch, not for
+reporting. The CPU throughput is calibrated on this kind of 2-core machine (tiny-CNN PGD-AT); the H100 one is an
+assumption not yet measured (training runs under bf16 autocast on CUDA, so it is likely pessimistic)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from bench.config import RunConfig
 TRAIN_SIZE = {"cifar10": 50_000, "cifar10-jpeg": 50_000, "cifar100": 50_000, "svhn": 73_257, "mnist": 60_000,
               "fmnist": 60_000, "tinyimagenet": 100_000}
 TEST_SIZE = {"svhn": 26_032, "tinyimagenet": 10_000}  # others: 10 000
-GPU_FLOPS = 30e12  # effective FP32/TF32 throughput of adversarial training on one H100
+GPU_FLOPS = 30e12  # assumed effective throughput of adversarial training on one H100 (not measured yet)
 CPU_FLOPS = 70e9  # the same on 2 CPU cores (tiny-CNN PGD-AT on F-MNIST: ~8 min for 10 epochs)
 AA_PASSES = 2_000  # forward+backward equivalents per image of standard AutoAttack (cascade on robust points)
 METHOD_FACTOR = {  # step cost relative to one PGD-AT step, measured by bench/benchmarks/step_cost.py

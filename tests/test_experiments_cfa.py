@@ -15,7 +15,7 @@ from bench.store import RunStore
 from bench.train import train_run
 from methods import resolved_hparams
 
-CIFAR_JPEG = {"cifar10": "cifar10-jpeg"}  # CIFAR-10 itself is absent on the test machine
+SMOKE_DATA = {"cifar10": "fmnist"}  # real data present on every test machine (CIFAR-10 is not; cifar10-jpeg may not be)
 HOT_START = "CIFAR-10/FRL hot start (AT, epoch 100)"
 TABLES = ("table1_cfa", "table2_cfa", "table3_cfa", "table4_cfa")
 FIGURE_IDS = ("fig2_cfa", "fig3_cfa", "fig4_cfa", "fig5_cfa", "fig6_cfa", "fig7_cfa")
@@ -150,14 +150,14 @@ def smoke_store(tmp_path_factory):
     """The smoke runs behind Tables 1–3 (FRL after its hot start) and Figs. 4, 5, 7, trained once on
     CIFAR-10-JPEG."""
     store = RunStore(tmp_path_factory.mktemp("cfa_runs"))
-    planned = {r.key: r.config for t in TABLES[:3] for r in lookup(t).runs("smoke", CIFAR_JPEG) if r.config}
+    planned = {r.key: r.config for t in TABLES[:3] for r in lookup(t).runs("smoke", SMOKE_DATA) if r.config}
     results = {name: train_run(planned[name], store.run_dir(planned[name])) for name in SMOKE_RUNS}
     return store, {name: store.run_dir(planned[name]) for name in SMOKE_RUNS}, results
 
 
 def test_a_smoke_run_fills_its_cells_in_the_published_unit(smoke_store):
     store, _, results = smoke_store
-    cells = collect(EXPERIMENTS.get("table1_cfa"), store, "smoke", CIFAR_JPEG).set_index(["row", "column"])
+    cells = collect(EXPERIMENTS.get("table1_cfa"), store, "smoke", SMOKE_DATA).set_index(["row", "column"])
     worst = cells.loc[("AT", "Best / AA. Accuracy / Worst")]
     assert worst["status"] == "done" and worst["published"] == 20.1
     at_best = results["CIFAR-10/AT"]["checkpoints"]["best"]["attacks"]["aa"]
@@ -175,7 +175,7 @@ def test_smoke_runs_record_the_series_the_figures_read(smoke_store):
     _, runs, _ = smoke_store
     record = runs["CIFAR-10/AT + CCM"].records()[0]
     assert len(record["eval"]["attacks"]["pgd10"]["per_class"]) == 10
-    lam1, eps = record["ccm.lam1"], DATASETS.get("cifar10-jpeg").default_eps
+    lam1, eps = record["ccm.lam1"], DATASETS.get("fmnist").default_eps
     assert lam1 == 0.5 and record["ccm.class_eps"] == pytest.approx([lam1 * eps] * 10)  # A = 0 before epoch 1
     trades = runs["CIFAR-10/TRADES + CCM + CCR"].records()[0]
     assert trades["ccr.class_beta"] == pytest.approx([0.5 * 6.0] * 10) and len(trades["ccm.class_eps"]) == 10
@@ -186,7 +186,7 @@ def test_smoke_runs_record_the_series_the_figures_read(smoke_store):
 
 
 def _drawn(figure_id, runs_dir, out_dir):
-    paths, missing = draw(FIGURES.get(figure_id), str(runs_dir), "smoke", out_dir, CIFAR_JPEG)
+    paths, missing = draw(FIGURES.get(figure_id), str(runs_dir), "smoke", out_dir, SMOKE_DATA)
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
     return missing
 

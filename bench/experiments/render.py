@@ -90,12 +90,18 @@ def cell_text(r: pd.Series, tolerance: float | None = None, marks: Mapping[str, 
     return text + ("" if r["status"] == "done" else f" [{status}]")
 
 
+def _budget(eps: float) -> str:
+    """ε as the papers print it: k/255 where it is one, else the number (0.1, 0.3)."""
+    k = eps * 255
+    return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{eps:g}"
+
+
 def provenance(experiment: Experiment, profile: str, substitutions: Mapping[str, str] | None) -> list[str]:
     """One line per distinct training/evaluation setting of the table's runnable runs."""
     configs = [run.config for run in experiment.runs(profile, substitutions) if run.config is not None]
     lines = sorted({
         f"{c.dataset}: {c.epochs} epoch{'s' * (c.epochs != 1)}, train attack PGD-{c.attack_steps}"
-        f"{' ℓ2' if c.norm == 'l2' else ''}{'' if c.eps is None else f' ε={c.eps:g}'}, final evaluation on "
+        f"{' ℓ2' if c.norm == 'l2' else ''}{'' if c.eps is None else f' ε={_budget(c.eps)}'}, final evaluation on "
         f"{'all' if c.final_n is None else f'the first {c.final_n}'} test images (AA on "
         f"{'all' if c.aa_n is None else f'the first {c.aa_n}'}), best = highest {c.select} "
         f"({c.select_score}) on the {'all' if c.eval_n is None else f'first {c.eval_n}'} test images"
