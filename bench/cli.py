@@ -7,7 +7,7 @@ import sys
 from collections import Counter
 from typing import Any, Sequence
 
-from bench.cli_grid import add_grid_commands, add_runtime_flags
+from bench.cli_grid import add_grid_commands, add_runtime_flags, comma_list
 from bench.config import RunConfig
 from bench.data.scenarios import ScenarioConfig
 from bench.hparams import parse_pairs
@@ -33,10 +33,6 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         return action.help if action.default is None else super()._get_help_string(action)
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
@@ -128,8 +124,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         weight_decay=args.weight_decay, schedule=args.schedule, milestones=tuple(args.milestones),
         gamma=args.gamma, norm=args.norm, eps=args.eps, step_size=args.step_size, attack_steps=args.attack_steps,
         seed=args.seed,
-        eval_every=args.eval_every, eval_attacks=_names(args.eval_attacks), eval_n=args.eval_n or None,
-        final_attacks=_names(args.final_attacks), aa_n=args.aa_n, select=args.select,
+        eval_every=args.eval_every, eval_attacks=comma_list(args.eval_attacks), eval_n=args.eval_n or None,
+        final_attacks=comma_list(args.final_attacks), aa_n=args.aa_n, select=args.select,
         select_score=args.select_score, select_after=args.select_after, fidelity=args.fidelity,
         scenario=scenario, init_from=args.init_from,
     )
@@ -225,7 +221,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from bench.train import resolve_device
 
     run = RunStore(args.runs_dir).open(args.run)
-    out = evaluate_stored(run, args.checkpoint, _names(args.attacks), args.aa_n, resolve_device(args.device),
+    out = evaluate_stored(run, args.checkpoint, comma_list(args.attacks), args.aa_n, resolve_device(args.device),
                           args.data_root)
     print(f"{run.path.name} [{args.checkpoint}]  " + " | ".join(_attack_cell(a, v) for a, v in out["attacks"].items()))
     return 0

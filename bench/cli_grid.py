@@ -81,7 +81,8 @@ def add_grid_commands(sub: argparse._SubParsersAction, store: argparse.ArgumentP
     cp.set_defaults(func=cmd_check)
 
 
-def _names(text: str) -> tuple[str, ...]:
+def comma_list(text: str) -> tuple[str, ...]:
+    """'a, b,,c' → ('a', 'b', 'c'): the comma lists of the command line."""
     return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
@@ -94,10 +95,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     artifact = lookup(args.experiment)
     subs = parse_substitutions(args.substitute)
-    methods = tuple(canonical_name(m) for m in _names(args.methods))
-    seeds = tuple(int(s) for s in _names(args.seeds))
-    planned = select(artifact.runs(args.profile, subs), methods, seeds, _names(args.datasets),
-                     _names(args.models))
+    methods = tuple(canonical_name(m) for m in comma_list(args.methods))
+    if not all(s.isdigit() for s in comma_list(args.seeds)):
+        raise ValueError(f"--seeds {args.seeds!r}: give seeds as non-negative integers, e.g. --seeds 0,1,2")
+    seeds = tuple(int(s) for s in comma_list(args.seeds))
+    planned = select(artifact.runs(args.profile, subs), methods, seeds, comma_list(args.datasets),
+                     comma_list(args.models))
     store = RunStore(args.runs_dir)
     run_states = states(planned, store)
     todo = missing(planned, store)
