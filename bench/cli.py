@@ -153,7 +153,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from bench.evaluate import EVAL_ATTACKS
     from bench.models import MODELS, describe
     from bench.schedules import SCHEDULES
-    from bench.experiments import EXPERIMENTS
+    from bench.experiments import EXPERIMENTS, FIGURES
     from methods import ADDONS, METHODS
 
     def method_line(plugin: Any, prefix: str = "") -> str:
@@ -167,7 +167,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         "models": [(n, describe(n)) for n in MODELS],
         "attacks": [(n, "") for n in EVAL_ATTACKS],
         "schedules": [(n, "") for n in SCHEDULES],
-        "experiments": [(n, EXPERIMENTS.get(n).title) for n in EXPERIMENTS],
+        "experiments": [(n, EXPERIMENTS.get(n).title) for n in EXPERIMENTS]
+        + [(n, FIGURES.get(n).title) for n in FIGURES],
     }
     wanted = [args.what] if args.what else list(sections)
     for name in wanted:

@@ -111,8 +111,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             state = run_states[run.key if run.config is None else store.run_dir(run.config).path.name]
             print(f"  {state:<13} {run.key:<48} {where}")
         todo_cost, all_cost = (plan_cost([run.config for run in runs if run.config is not None]) for runs in (todo, planned))
-        print(f"estimated cost (bench/cost.py, ±2×): to run {todo_cost.gpu_hours:.2f} H100-hours "
-              f"(≈{todo_cost.cpu_hours:.1f} h on 2 CPU cores); all {len(planned)} selected runs {all_cost.gpu_hours:.2f} H100-hours")
+        print(f"estimated cost (bench/cost.py, ±2×): to run {todo_cost.gpu_hours:.2g} H100-hours "
+              f"(≈{todo_cost.cpu_hours:.2g} h on 2 CPU cores); all {len(planned)} selected runs "
+              f"{all_cost.gpu_hours:.2g} H100-hours (≈{all_cost.cpu_hours:.2g} h on 2 CPU cores)")
         return 0
     failed = _executor(args).run(todo, store)
     if args.executor == "slurm":

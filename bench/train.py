@@ -237,6 +237,7 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
     with run.heartbeat():
         for epoch in progress(range(start, cfg.epochs), desc=run.path.name, total=cfg.epochs - start, leave=True):
             began = time.time()
+            epoch_lr = optimizer.param_groups[0]["lr"]  # the lr this epoch starts at (the schedule steps per batch)
             meter = EpochMeter(info.num_classes, rt.device)
             method.on_epoch_start(model, epoch)
             model.train()
@@ -250,7 +251,7 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
                 optimizer.step()
                 schedule.step()
                 meter.add(out.loss, out.logits, y, out.stats)
-            record = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **meter.summary()}
+            record = {"epoch": epoch, "lr": epoch_lr, **meter.summary()}
             record.update(method.on_epoch_end(model, epoch, record["train_class_acc"]))
             record["train_seconds"] = time.time() - began
             if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:

@@ -37,6 +37,14 @@ def test_list_shows_every_registry(capsys):
     assert caat.endswith("[uses --heldout caat_meta]")
 
 
+def test_list_experiments_names_every_table_and_figure(capsys):
+    from bench.experiments import EXPERIMENTS, FIGURES
+
+    assert main(["list", "experiments"]) == 0
+    listed = {line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert listed == set(EXPERIMENTS) | set(FIGURES) and {"table1_bilaw", "fig4_cfa"} <= listed
+
+
 def test_train_fills_in_the_held_out_split_a_method_needs():
     from bench.cli import build_parser, config_from_args
 

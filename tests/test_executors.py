@@ -1,6 +1,7 @@
 """The common submission path without a cluster: leases keep two callers off one run, the debug executor
 (submitit in-process) trains what is missing and records its jobs, failures are reported and retried."""
 import json
+import math
 import os
 import socket
 import time
@@ -100,3 +101,18 @@ def test_cluster_profiles_load_and_refuse_unknown_keys(tmp_path):
         load_cluster(str(bad))
     with pytest.raises(FileNotFoundError, match="profiles in .*: example, local"):
         load_cluster("nowhere")
+
+
+def test_a_derived_time_limit_follows_the_estimate_on_gpu_and_cpu_clusters():
+    from bench.cost import forward_flops, run_cost
+
+    cfg = RunConfig(method="pgd_at", dataset="fmnist", model="tiny-cnn", epochs=10)
+    cost = run_cost(cfg, forward_flops(cfg.model, cfg.dataset))
+    bounds = dict(time_limit_min=0, min_time_min=1, max_time_min=10_000)
+    gpu = SubmititExecutor("slurm", ClusterProfile("gpu", gpus_per_job=1, **bounds))
+    cpu = SubmititExecutor("slurm", ClusterProfile("cpu", gpus_per_job=0, cpus_per_job=1, **bounds))
+    run = [PlannedRun("r", cfg)]
+    assert gpu._minutes(run) == max(1, math.ceil(120 * cost.gpu_hours))
+    assert cpu._minutes(run) == math.ceil(120 * cost.cpu_hours * 2) > gpu._minutes(run)  # 1 core: twice 2 cores'
+    fixed = SubmititExecutor("slurm", ClusterProfile("fixed", time_limit_min=45))
+    assert fixed._minutes(run) == 45

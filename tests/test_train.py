@@ -180,3 +180,10 @@ def test_cfa_selection_rule_picks_best_overall_plus_worst_class_among_late_epoch
     assert result["best"]["averaged"]["ema"]["epoch"] == best_ema
     assert "accuracy + worst-class accuracy on the first 128 test images among epochs ≥ 0.5·4" in result["best"]["rule"]
     assert {"last", "best", "last_ema", "best_ema"} <= set(result["checkpoints"])
+
+
+def test_each_epoch_record_holds_the_lr_that_epoch_trained_at(tmp_path):
+    cfg = RunConfig(method="natural", epochs=3, milestones=(1, 2), **{**SMALL, "train_limit": 256, "eval_n": 32})
+    store = RunStore(tmp_path)
+    train_run(cfg, store.run_dir(cfg))
+    assert [r["lr"] for r in store.run_dir(cfg).records()] == pytest.approx([0.1, 0.01, 0.001])

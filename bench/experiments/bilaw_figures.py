@@ -226,7 +226,7 @@ def draw_fig5(inputs: FigureInput, path_stem: Path) -> tuple[Path, Path]:
                   for part in ("clean", "adv")}
         both = np.concatenate([s.ravel() for s in series.values()])
         low, high = np.nanmin(both), np.nanmax(both)
-        used_lr = [run.config().lr] + [r["lr"] for r in records[:-1]]  # a record's lr is the next epoch's
+        used_lr = [r["lr"] for r in records]  # the lr each epoch started at
         drops = [epoch for epoch in range(1, len(used_lr)) if used_lr[epoch] < used_lr[epoch - 1]]  # 0-based
         titles = {"clean": "(a) clean training samples", "adv": "(b) their adversarial examples"}
         for ax, (part, values), colour in zip(axes, series.items(), ("C0", "C3")):
