@@ -100,7 +100,8 @@ def provenance(experiment: Experiment, profile: str, substitutions: Mapping[str,
     """One line per distinct training/evaluation setting of the table's runnable runs."""
     configs = [run.config for run in experiment.runs(profile, substitutions) if run.config is not None]
     lines = sorted({
-        f"{c.dataset}: {c.epochs} epoch{'s' * (c.epochs != 1)}, train attack PGD-{c.attack_steps}"
+        f"{c.dataset}: {c.epochs} epoch{'s' * (c.epochs != 1)}"
+        f"{'' if c.train_limit is None else f' on the first {c.train_limit} training images'}, train attack PGD-{c.attack_steps}"
         f"{' ℓ2' if c.norm == 'l2' else ''}{'' if c.eps is None else f' ε={_budget(c.eps)}'}, final evaluation on "
         f"{'all' if c.final_n is None else f'the first {c.final_n}'} test images (AA on "
         f"{'all' if c.aa_n is None else f'the first {c.aa_n}'}), best = highest {c.select} "
