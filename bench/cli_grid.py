@@ -87,7 +87,7 @@ def comma_list(text: str) -> tuple[str, ...]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.cost import plan_cost
+    from bench.cost import CPU_CORES, plan_cost
     from bench.experiments import Experiment, lookup
     from bench.experiments.grid import missing, select, states, summary
     from bench.store import RunStore
@@ -112,8 +112,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"  {state:<13} {run.key:<48} {where}")
         todo_cost, all_cost = (plan_cost([run.config for run in runs if run.config is not None]) for runs in (todo, planned))
         print(f"estimated cost (bench/cost.py, ±2×): to run {todo_cost.gpu_hours:.2g} H100-hours "
-              f"(≈{todo_cost.cpu_hours:.2g} h on 2 CPU cores); all {len(planned)} selected runs "
-              f"{all_cost.gpu_hours:.2g} H100-hours (≈{all_cost.cpu_hours:.2g} h on 2 CPU cores)")
+              f"(≈{todo_cost.cpu_hours:.2g} h on {CPU_CORES} CPU cores); all {len(planned)} selected runs "
+              f"{all_cost.gpu_hours:.2g} H100-hours (≈{all_cost.cpu_hours:.2g} h on {CPU_CORES} CPU cores)")
         return 0
     failed = _executor(args).run(todo, store)
     if args.executor == "slurm":

@@ -16,7 +16,8 @@ TRAIN_SIZE = {"cifar10": 50_000, "cifar10-jpeg": 50_000, "cifar100": 50_000, "sv
               "fmnist": 60_000, "tinyimagenet": 100_000}
 TEST_SIZE = {"svhn": 26_032, "tinyimagenet": 10_000}  # others: 10 000
 GPU_FLOPS = 30e12  # assumed effective throughput of adversarial training on one H100 (not measured yet)
-CPU_FLOPS = 70e9  # the same on 2 CPU cores (tiny-CNN PGD-AT on F-MNIST: ~8 min for 10 epochs)
+CPU_CORES = 2  # the cores CPU_FLOPS was measured on
+CPU_FLOPS = 70e9  # the same on CPU_CORES cores (tiny-CNN PGD-AT on F-MNIST: ~8 min for 10 epochs)
 AA_PASSES = 2_000  # forward+backward equivalents per image of standard AutoAttack (cascade on robust points)
 METHOD_FACTOR = {  # step cost relative to one PGD-AT step, measured by bench/benchmarks/step_cost.py
     "caat": 4.9, "bilaw": 1.8, "bilaw_trades": 2.2, "bilaw_np": 1.8, "trades": 1.1, "mart": 1.1, "hat": 1.2,

@@ -15,7 +15,7 @@ from typing import Any
 import submitit
 
 from bench import atomic
-from bench.cost import forward_flops, run_cost
+from bench.cost import CPU_CORES, forward_flops, run_cost
 from bench.executors.cluster import ClusterProfile
 from bench.executors.job import TrainJob
 from bench.experiments.base import PlannedRun
@@ -80,12 +80,12 @@ class SubmititExecutor:
 
     def _minutes(self, runs: list[PlannedRun]) -> int:
         """The array's time limit: the profile's, or twice the costliest run's estimate, within its bounds.
-        CPU-only profiles are estimated from the 2-core CPU hours, scaled to the job's cores."""
+        CPU-only profiles are estimated from the CPU hours of bench/cost.py, scaled to the job's cores."""
         c = self.cluster
         if c.time_limit_min:
             return c.time_limit_min
         costs = [run_cost(r.config, forward_flops(r.config.model, r.config.dataset)) for r in runs]
-        hours = max(cost.gpu_hours if c.gpus_per_job else cost.cpu_hours * 2 / c.cpus_per_job for cost in costs)
+        hours = max(cost.gpu_hours if c.gpus_per_job else cost.cpu_hours * CPU_CORES / c.cpus_per_job for cost in costs)
         return max(c.min_time_min, min(c.max_time_min, math.ceil(2 * 60 * hours)))
 
     def _submit(self, runs: list[PlannedRun], store: RunStore, dependency: list[str]) -> list[tuple[Any, PlannedRun]]:
