@@ -2,7 +2,8 @@
 
 No public code exists [AMBIG]; the spec's default: PGD-AT whose adversarial CE is class-weighted by one
 FRL-style multiplier driven by the robust-error constraint γ_c = R_rob(c) − R_rob − τ on the clean meta
-split (PGD-20), λ ← N(λ + ργ), w_c = 1/C + λ_c − mean λ; L = Σw_{y_i}CE_i/Σw_{y_i}; ε fixed.
+split (PGD-20), λ ← N(λ + ργ), w_c = 1/C + λ_c − mean λ; L = Σw_{y_i}CE_i/Σw_{y_i}; ε fixed. ρ is halved as
+FRL's code halves its ρ₁ (before the update of every `rho_halve_every`-th epoch counted from 1: 0-based 39, ...).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 
 from methods.adversaries import ce_adversary
 from methods.base import Batch, Method, StepOutput
-from methods.fairness import class_errors, class_weights, project, violation, weighted_mean
+from methods.fairness import class_errors, class_weights, halves_rho, project, violation, weighted_mean
 from methods.registry import METHODS
 
 
@@ -23,6 +24,7 @@ class ReweightHparams:
     tau: float = 0.1
     rho: float = 0.05
     lim: float = 0.5
+    rho_halve_every: int = 40
     val_attack_steps: int = 20
     init: Literal["uniform", "normal", "none"] = "uniform"
     bn_mode: Literal["eval", "train"] = "eval"
@@ -36,14 +38,19 @@ class BaselineReweight(Method):
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)
+        if hp.rho_halve_every < 1:
+            raise ValueError(f"baseline_reweight.rho_halve_every={hp.rho_halve_every} must be ≥ 1")
         self.meta = ctx.heldout_split("meta", "baseline_reweight")
+        self.rho = hp.rho
         self.lam = torch.zeros(ctx.num_classes)
         self.weights = class_weights(self.lam).to(ctx.device)
 
     def on_epoch_start(self, model, epoch):
         err = class_errors(model, self.meta, self.ctx.num_classes, self.ctx.eps, self.ctx.step_size,
                            self.hp.val_attack_steps, self.ctx.seed + epoch)
-        self.lam = project(self.lam + self.hp.rho * violation(err.rob, err.avg_rob, self.hp.tau), self.hp.lim)
+        if halves_rho(epoch, self.hp.rho_halve_every):
+            self.rho /= 2
+        self.lam = project(self.lam + self.rho * violation(err.rob, err.avg_rob, self.hp.tau), self.hp.lim)
         self.weights = class_weights(self.lam).to(self.ctx.device)
 
     def on_epoch_end(self, model, epoch, train_class_acc):
@@ -56,8 +63,9 @@ class BaselineReweight(Method):
         return StepOutput(weighted_mean(ce, self.weights[batch.y]), logits)
 
     def state_dict(self):
-        return {**super().state_dict(), "lam": self.lam, "weights": self.weights.cpu()}
+        return {**super().state_dict(), "lam": self.lam, "weights": self.weights.cpu(), "rho": self.rho}
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
         self.lam, self.weights = state["lam"], state["weights"].to(self.ctx.device)
+        self.rho = state.get("rho", self.hp.rho)  # checkpoints from before ρ was halved hold no "rho"

@@ -8,6 +8,7 @@ certain) — `lam1` < 0 selects that default. The code's 10-epoch warm-up (unifo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from methods.addon import ADDONS
 from methods.class_calibration import ClassCalibrated
@@ -20,6 +21,7 @@ BASE_BUDGET = {"pgd_at": 0.5, "trades": 0.3, "fat": 0.7}
 class CCMHparams:
     lam1: float = -1.0  # base budget λ₁; < 0: the base method's default (BASE_BUDGET)
     begin_epoch: int = 10  # 0-based epoch from which ε is calibrated (code's warm-up)
+    class_acc: Literal["fidelity", "paper", "code"] = "fidelity"  # form of A_c (methods/class_calibration.py)
 
 
 def base_budget(lam1: float, base) -> float:

@@ -8,6 +8,7 @@ paper gives no warm-up for CCR; CCM's 10 epochs are used.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from methods.addon import ADDONS
 from methods.class_calibration import ClassCalibrated
@@ -16,7 +17,8 @@ from methods.class_calibration import ClassCalibrated
 @dataclass(frozen=True)
 class CCRHparams:
     lam2: float = 0.5
-    begin_epoch: int = 10
+    begin_epoch: int = 10  # 0-based, as CCM's
+    class_acc: Literal["fidelity", "paper", "code"] = "fidelity"  # form of A_c (methods/class_calibration.py)
 
 
 @ADDONS.register("ccr")

@@ -22,9 +22,10 @@ class CFAHparams:
     begin_epoch: int = 10  # CCM/CCR warm-up (0-based epoch)
     decay: float = 0.85  # FAWA
     threshold: float = 0.2
-    start_epoch: int = 50
+    start_epoch: int = 50  # FAWA: counted from 1, the paper's "50-th epoch"
     val_attack_steps: int = 10
     worst: Literal["class", "worst20"] = "class"
+    class_acc: Literal["fidelity", "paper", "code"] = "fidelity"  # form of A_c (methods/class_calibration.py)
 
 
 @ADDONS.register("cfa")
@@ -35,9 +36,9 @@ class CFA(Addon):
 
     def __init__(self, hp, base):
         super().__init__(hp, base)
-        self.parts: dict[str, Addon] = {"ccm": CCM(CCMHparams(hp.lam1, hp.begin_epoch), base)}
+        self.parts: dict[str, Addon] = {"ccm": CCM(CCMHparams(hp.lam1, hp.begin_epoch, hp.class_acc), base)}
         if hasattr(base, "class_beta"):
-            self.parts["ccr"] = CCR(CCRHparams(hp.lam2, hp.begin_epoch), base)
+            self.parts["ccr"] = CCR(CCRHparams(hp.lam2, hp.begin_epoch, hp.class_acc), base)
         self.parts["fawa"] = FAWA(FAWAHparams(hp.decay, hp.threshold, hp.start_epoch, hp.val_attack_steps,
                                               hp.worst), base)
 

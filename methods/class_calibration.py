@@ -3,12 +3,20 @@ previous epoch, measured on the adversarial examples the updates trained on (the
 
 CCM and CCR both recalibrate one per-class quantity of the base method from A before each epoch once the
 warm-up is over; this base class keeps A (and its resume state) so each of them is only its formula.
+
+`class_acc` picks the form of A_c (`fidelity`: as --fidelity says):
+* `paper`: correct_c / n_c, the class's accuracy (Eq. of CCM/CCR);
+* `code`: C·correct_c / N (train.py's CW_log.result: `m*self.cw_robust/N`), which equals the paper's only when
+  the epoch is class-balanced; here n_c and N are the training split's class counts, since every epoch visits
+  each training sample once.
+The warm-up compares the code's 0-based epoch (train.py: `epoch >= args.begin`): uniform before `begin_epoch`.
 """
 from __future__ import annotations
 
 import torch
 
 from methods.addon import Addon
+from methods.reference_epoch import reference_epoch
 
 
 class ClassCalibrated(Addon):
@@ -18,16 +26,20 @@ class ClassCalibrated(Addon):
         super().__init__(hp, base)
         if hp.begin_epoch < 0:
             raise ValueError(f"begin_epoch={hp.begin_epoch} must be ≥ 0")
+        form = self.ctx.fidelity if hp.class_acc == "fidelity" else hp.class_acc
+        counts = torch.tensor(self.ctx.class_counts, dtype=torch.float64)
+        # A_c = scale_c · (correct_c / n_c): 1 (paper) or C·n_c/N (code)
+        self.acc_scale = torch.ones(self.ctx.num_classes) if form == "paper" else len(counts) * counts / counts.sum()
         self.train_acc = torch.zeros(self.ctx.num_classes)
 
     def on_epoch_end(self, model, epoch, train_class_acc):
         # a class absent from this epoch's batches keeps its previous accuracy
-        self.train_acc = torch.tensor([old if new is None else new
-                                       for old, new in zip(self.train_acc.tolist(), train_class_acc)])
+        self.train_acc = torch.tensor([old if new is None else float(scale) * new for old, new, scale
+                                       in zip(self.train_acc.tolist(), train_class_acc, self.acc_scale.tolist())])
         return {}
 
     def on_epoch_start(self, model, epoch):
-        if epoch >= self.hp.begin_epoch:
+        if reference_epoch(epoch, counts_from=0) >= self.hp.begin_epoch:
             self.calibrate(self.train_acc.to(self.ctx.device))
 
     def calibrate(self, train_acc: torch.Tensor) -> None:

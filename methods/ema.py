@@ -1,9 +1,10 @@
 """EMA weight averaging (CFA's "+EMA" rows; spec §4.11), as the add-on `+ema`.
 
 Epoch-level: after epoch t, θ̄ ← d·θ̄ + (1−d)·θ_t over the whole state_dict (BN running statistics too;
-the integer `num_batches_tracked` is averaged and cast back); the first update copies θ_t. No BN
-recalibration. Paper defaults d = 0.85 from epoch 50; the official code uses d = 0.88 from epoch 1
-(`--hp ema.decay=0.88 --hp ema.start_epoch=1`).
+the integer `num_batches_tracked` is averaged and truncated back to an integer, as the code's load_state_dict
+copy into the integer buffer does (CFA utils.py weight_average: 141.56 → 141)); the first update copies θ_t.
+No BN recalibration. Paper defaults d = 0.85 from "the 50-th epoch" (counted from 1: 0-based 49); the official
+code uses d = 0.88 from its first epoch (`--hp ema.decay=0.88 --hp ema.start_epoch=1`).
 """
 from __future__ import annotations
 
@@ -13,19 +14,20 @@ from typing import Any
 import torch
 
 from methods.addon import ADDONS, Addon
+from methods.reference_epoch import reference_epoch
 
 
 @dataclass(frozen=True)
 class EMAHparams:
     decay: float = 0.85
-    start_epoch: int = 50  # 1-based: the model after this epoch is copied, later epochs are averaged in
+    start_epoch: int = 50  # counted from 1: the model after this epoch is copied, later epochs are averaged in
 
 
 def average_into(avg: dict[str, torch.Tensor], new: dict[str, torch.Tensor], decay: float) -> None:
-    """avg ← decay·avg + (1−decay)·new in place, integer buffers averaged in float and cast back."""
+    """avg ← decay·avg + (1−decay)·new in place, integer buffers averaged in float and truncated back."""
     for key, value in new.items():
         mixed = decay * avg[key].double() + (1 - decay) * value.detach().double()
-        avg[key].copy_(mixed.round() if not value.is_floating_point() else mixed)
+        avg[key].copy_(mixed.trunc() if not value.is_floating_point() else mixed)
 
 
 class WeightAverage(Addon):
@@ -68,7 +70,7 @@ class EMA(WeightAverage):
     averaged_name = "ema"
 
     def on_epoch_end(self, model, epoch, train_class_acc) -> dict[str, Any]:
-        if epoch + 1 < self.hp.start_epoch:
+        if reference_epoch(epoch, counts_from=1) < self.hp.start_epoch:
             return {}
         self.absorb(model)
         return {"averaged": True}

@@ -14,6 +14,7 @@ from torch import nn
 
 from bench.data import Split
 from bench.evaluate import AttackSpec, EvalConfig, evaluate
+from methods.reference_epoch import reference_epoch
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,12 @@ def margin_factors(multiplier: torch.Tensor, max_factor: float) -> torch.Tensor:
     return torch.exp(2 * multiplier).clamp(0.98, max_factor)
 
 
+def halves_rho(epoch: int, every: int) -> bool:
+    """Whether ρ is halved before 0-based `epoch`'s update: FRL's code (frlrw.py) loops `now_epoch` from 1 and
+    halves when `now_epoch % 40 == 0`, i.e. in the last epoch of every 40 (0-based 39, 79, ...)."""
+    return reference_epoch(epoch, counts_from=1) % every == 0
+
+
 def weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Σ w·v / Σ w, FRL's normalisation of class-weighted loss terms."""
     return (weights * values).sum() / weights.sum()
@@ -71,7 +78,8 @@ def weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 class FairConstraints:
     """FRL's multipliers λ⁰ (natural error → CE weights), λ¹ (boundary error → KL weights) and λ² (boundary
-    error → budget factors); `updates` names the ones a variant moves. ρ₁ is halved every `halve_every` epochs."""
+    error → budget factors); `updates` names the ones a variant moves. ρ₁ is halved before the update of every
+    `halve_every`-th epoch counted from 1 (`halves_rho`)."""
 
     def __init__(self, num_classes: int, updates: frozenset[str], *, tau_nat: float, tau_bdy: float,
                  rho_weight: float, rho_margin: float, lim: float, margin_max: float, halve_every: int):
@@ -84,7 +92,7 @@ class FairConstraints:
         self.lam_nat, self.lam_bdy, self.lam_margin = (torch.zeros(num_classes) for _ in range(3))
 
     def step(self, epoch: int, err: ClassErrors) -> None:
-        if epoch > 0 and epoch % self.halve_every == 0:
+        if halves_rho(epoch, self.halve_every):
             self.rho /= 2
         g_nat = violation(err.nat, err.avg_nat, self.tau_nat)
         g_bdy = violation(err.bdy, err.avg_bdy, self.tau_bdy)

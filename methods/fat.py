@@ -7,7 +7,8 @@ boundary instead of going deep into the wrong class. FAT appears only in CFA's t
   stops as soon as its budget is spent, even if it becomes correct again.
 * `official` — FAT's code: eval mode, ω = 0.001 Gaussian noise per step, and a sample stops when it is
   misclassified with no budget left. τ follows the official dynamic schedule of its 120-epoch recipe, as
-  fractions of the run: τ = 0 up to 50/120 of training, 1 up to 90/120, 2 after (`tau` is unused).
+  fractions of the run: τ = 0 up to 50/120 of training, 1 up to 90/120, 2 after (`tau` is unused). FAT.py calls
+  `adjust_tau(epoch + 1)` (τ = 0 while that is ≤ 50), so τ rises at 0-based epochs 50 and 90 of 120.
 
 Budgets are per sample (`eps_for`), with the uniform init scaled by each ε_{y_i}, so CFA's CCM can calibrate
 them. Not reproduced from CFA's code: one extra forward pass after the last step (it only moves BN statistics).
@@ -22,9 +23,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.attacks import model_mode
+from bench.attacks.losses import loss_dtype
 from bench.attacks.pgd import initial_point, per_sample
 from methods.base import Batch, Method, StepOutput
-from methods.epoch_fraction import passed
+from methods.reference_epoch import beyond
 from methods.registry import METHODS
 
 OFFICIAL_NOISE_STD = 0.001  # ω
@@ -54,7 +56,7 @@ def early_stopped_pgd(model: nn.Module, x: Tensor, y: Tensor, *, eps: float | Te
         u = initial_point(x, eps_t, "uniform", "linf", None)
         for _ in range(steps):
             u = u.detach().requires_grad_(True)
-            logits = model(u).float()
+            logits = loss_dtype(model(u))
             wrong = logits.argmax(1) != y
             stopped |= (budget == 0) if stop == "budget_spent" else wrong & (budget == 0)
             budget -= (wrong & ~stopped).long()
@@ -88,7 +90,7 @@ class FAT(Method):
     def tau(self, epoch: int) -> int:
         if self.hp.variant == "cfa":
             return self.hp.tau
-        return sum(passed(epoch, fraction, self.ctx.epochs) for fraction in OFFICIAL_TAU_STEPS)
+        return sum(beyond(epoch, fraction, self.ctx.epochs, counts_from=1) for fraction in OFFICIAL_TAU_STEPS)
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
         official = self.hp.variant == "official"

@@ -2,7 +2,8 @@
 
 Like EMA, but an epoch's weights enter the average only if the model's worst-class PGD-10 robust accuracy
 on the clean 2% validation split reaches a threshold, so checkpoints that sacrificed one class do not
-pollute the average. Paper values d = 0.85, threshold 0.2, gating from epoch 50 (code: 0.88, 0.24).
+pollute the average. Paper values d = 0.85, threshold 0.2, gating from "the 50-th epoch" (§5.1; counted from 1,
+0-based 49); the code uses 0.88, 0.24 and gates from its first epoch (`--hp fawa.start_epoch=1`).
 Tiny-ImageNet uses the mean of the worst 20% of classes instead of the worst class (`worst=worst20`).
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Literal
 from bench.evaluate import AttackSpec, EvalConfig, evaluate
 from methods.addon import ADDONS
 from methods.ema import WeightAverage
+from methods.reference_epoch import reference_epoch
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class FAWA(WeightAverage):
         self.val = self.ctx.heldout_split("val", "fawa")
 
     def on_epoch_end(self, model, epoch, train_class_acc):
-        if epoch + 1 < self.hp.start_epoch:
+        if reference_epoch(epoch, counts_from=1) < self.hp.start_epoch:
             return {}
         score = validation_robustness(model, self.val, self.ctx.num_classes, self.ctx.eps, self.ctx.step_size,
                                       self.hp.val_attack_steps, self.ctx.seed + epoch, self.hp.worst)

@@ -3,13 +3,13 @@
 
 Before each epoch: per-class natural and boundary errors on the clean meta split (PGD-20); multipliers
 λ⁰ ← N(λ⁰ + ρ₁γ⁰), λ¹ ← N(λ¹ + 2ρ₁γ¹), λ² ← λ² + ρ₂γ¹ (each variant updates only some of them); weights
-w⁰ on CE and w¹ on KL; budget ε_c = ε·clip(exp(2λ²_c), 0.98, M); ρ₁ halved every 40 epochs.
+w⁰ on CE and w¹ on KL; budget ε_c = ε·clip(exp(2λ²_c), 0.98, M); ρ₁ halved before the update of every 40th
+epoch counted from 1, as the code (frlrw.py: `now_epoch % 40 == 0`), i.e. 0-based epochs 39, 79, ...
 Loss: Σw⁰CE/Σw⁰ + β·Σw¹KL/Σw¹ ("separate"), or Σ(w⁰CE + βw¹KL)/Σ(w⁰+w¹) ("joint", the ReMargin code).
 
 The three registered variants carry the official codes' defaults: `frl_rw` (ReWeight), `frl_rm` (ReMargin,
 from the code's commit 18d1177), `frl_rwrm` (both; its code steps by max_i ε_i/4). FRL fine-tunes a robust
 hot start whose recipe is undocumented [AMBIG]: the experiment supplies it; this file only defines the loss.
-[AMBIG] ρ₁ is halved after every `rho_halve_every` epochs (0-based epochs 40, 80, ...).
 """
 from __future__ import annotations
 

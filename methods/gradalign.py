@@ -6,6 +6,13 @@ As in the official code [C]: g is a constant and only g̃ is differentiated (dou
 x + η is not clipped to the image box; samples where either gradient is exactly zero are left out of the
 cosine mean (a batch with none left adds 0); every forward runs in train mode (`bn_mode`).
 
+`clean_grad` (`fidelity`: as --fidelity says): the code takes g through its FGSM input clamp(x + δ, 0, 1) at
+δ = 0, written torch.max(torch.min(·, 1), 0) (utils.py `clamp`), whose backward passes half the gradient where x
+is exactly 0 or 1 (ties of min/max); `code` reproduces that (g halved on saturated pixels: the regulariser
+comes out 5–8 % larger on CIFAR images), `paper` keeps the clean ∇_x CE(x) of the paper's formula.
+Left out: the code's random FGSM start (`--attack_init random`, its argparse default) — every GradAlign run of its
+scripts passes `--attack_init=zero` (sh/exps_diff_eps_cifar10.sh), and FGSM with a random start is `rs_fgsm`.
+
 λ (`lam`): negative = the official per-ε value, 0.112 / 0.2 / 0.356 at ε = 6 / 8 / 10 per 255 (0.031 counts as
 8/255); for any other ε there is no official value and 0.2 is used — pass `lam` to choose one. The resolved λ is
 recorded with each epoch.
@@ -36,13 +43,20 @@ def default_lambda(eps: float) -> float:
     return FALLBACK_LAMBDA
 
 
-def input_gradients(model: nn.Module, u: Tensor, y: Tensor, create_graph: bool) -> Tensor:
-    """∇_u mean CE(f(u), y); differentiable w.r.t. the parameters when `create_graph`, a constant otherwise.
+def reference_clamp(u: Tensor) -> Tensor:
+    """clamp(u, 0, 1) as max(min(u, 1), 0): equal values share the gradient, so it is halved where u is 0 or 1."""
+    return torch.maximum(torch.minimum(u, torch.ones_like(u)), torch.zeros_like(u))
+
+
+def input_gradients(model: nn.Module, u: Tensor, y: Tensor, create_graph: bool, through_clamp: bool = False) -> Tensor:
+    """∇_u mean CE(f(u), y), or ∇_u mean CE(f(reference_clamp(u)), y) when `through_clamp`; differentiable w.r.t.
+    the parameters when `create_graph`, a constant otherwise.
 
     (Autocast computes cross_entropy in float32 by itself; no cast, so float64 models stay exact.)"""
     u = u.detach().requires_grad_(True)
     with torch.enable_grad():
-        grad, = torch.autograd.grad(F.cross_entropy(model(u), y), u, create_graph=create_graph)
+        logits = model(reference_clamp(u) if through_clamp else u)
+        grad, = torch.autograd.grad(F.cross_entropy(logits, y), u, create_graph=create_graph)
     return grad
 
 
@@ -59,6 +73,7 @@ def misalignment(g: Tensor, g_noisy: Tensor) -> Tensor:
 @dataclass(frozen=True)
 class GradAlignHparams:
     lam: float = -1.0  # < 0: official value for the run's ε (see module docstring)
+    clean_grad: Literal["fidelity", "paper", "code"] = "fidelity"  # g plain (paper) or through the clamp (code)
     bn_mode: Literal["eval", "train"] = "train"
 
 
@@ -70,12 +85,13 @@ class GradAlign(Method):
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)
         self.lam = default_lambda(ctx.eps) if hp.lam < 0 else hp.lam
+        self.through_clamp = (ctx.fidelity if hp.clean_grad == "fidelity" else hp.clean_grad) == "code"
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
         x, y, eps = batch.x, batch.y, self.eps_for(batch.y)
         x_adv = fgsm(model, x, y, eps, bn_mode=self.hp.bn_mode)
         with model_mode(model, self.hp.bn_mode == "train"):
-            g = input_gradients(model, x, y, create_graph=False)
+            g = input_gradients(model, x, y, create_graph=False, through_clamp=self.through_clamp)
             g_noisy = input_gradients(model, x + uniform_noise(x, per_sample(eps, x, "eps"), None), y,
                                       create_graph=True)
         reg = misalignment(g, g_noisy)

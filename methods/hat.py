@@ -8,6 +8,9 @@ margin past it:  L = CE(f(x), y) + β·KL_batchmean(p(x) ‖ p(x_adv)) + γ·CE(
 The helper is loaded from `helper` (a bench run folder — its best.pt, else last.pt — or a .pt file holding
 {"model": state_dict} or a bare state_dict). It is not part of the method's state: the run config records its
 path. Defaults are HAT's CIFAR-10 ResNet-18 values; UIAT reruns HAT with them under its own schedule [AMBIG].
+HAT's loss has no epoch schedule (its code's learning rate steps per batch: `--schedule onecycle` here).
+Not registered: the code's AT-based variant (core/utils/hat.py `at_hat_loss`: CE(x) + β·CE(x_adv) + γ·helper CE on
+a CE-PGD adversary) — UIAT compares with the TRADES-based HAT, and no table of CAAT, CFA, UIAT or BiLAW uses it.
 """
 from __future__ import annotations
 

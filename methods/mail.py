@@ -5,8 +5,11 @@ boundary; its weight is w_i = 3·sigmoid(s·(PM_i + b)) — the 3 is a constant 
 * `mail_at`: CE-PGD (TRADES init, eval mode); L = mean_i w_i·CE(f(x_i^adv), y_i). README defaults b = −0.5, s = 10.
 * `mail_trades`: TRADES adversary; L = mean CE(f(x), y) + β·mean_i w_i·KL(p(x_i) ‖ p(x_i^adv)); b = 0, s = 2,
   β = 5 (the code's default, [AMBIG] vs TRADES' 6).
-Burn-in [C]: the unweighted base loss (w = 1) until `burn_in` of training (epoch 75 of 120), MAIL after.
+Burn-in [C]: the unweighted base loss (w = 1) while the code's 0-based epoch is ≤ `burn_in`·epochs (train.py:
+`'mail' not in args.method or epoch <= 75` of 120), MAIL after: the first weighted epoch is 0-based 76 of 120.
 The code's other burn-in quirks (restart from the epoch-70 checkpoint, stop after epoch 101) are not reproduced.
+MAIL's code also combines the weights with MART (`'mart' in method`: weighted MART boosted CE + β·MART's KL);
+no table of CAAT, CFA, UIAT or BiLAW uses that variant, so it is not registered.
 BiLAW Table 1 writes MAIL as sigmoid(−γ(m − β)) with m = −PM and uses γ = 5, β = 0.05, i.e. pass
 `--hp slope=5 --hp bias=0.05`; its CIFAR settings are unstated [AMBIG: README values above].
 """
@@ -19,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.attacks.losses import kl_per_sample
+from bench.attacks.losses import kl_per_sample, loss_dtype
 from methods.adversaries import ce_adversary, trades_adversary
 from methods.base import Batch, Method, StepOutput
-from methods.epoch_fraction import check_fraction, reached
+from methods.reference_epoch import beyond, check_fraction
 from methods.registry import METHODS
 
 BURN_IN = 75 / 120
@@ -32,7 +35,7 @@ BURN_IN = 75 / 120
 class MAILATHparams:
     bias: float = -0.5  # b
     slope: float = 10.0  # s
-    burn_in: float = BURN_IN  # fraction of training with unweighted loss
+    burn_in: float = BURN_IN  # unweighted while the 0-based epoch is ≤ burn_in·epochs
     init: Literal["uniform", "normal", "none"] = "normal"
     bn_mode: Literal["eval", "train"] = "eval"
 
@@ -49,7 +52,7 @@ class MAILTRADESHparams:
 
 def probabilistic_margin(logits: Tensor, y: Tensor) -> Tensor:
     """max_{j≠y} p_j − p_y per sample, detached."""
-    p = logits.detach().float().softmax(1)
+    p = loss_dtype(logits.detach()).softmax(1)
     return p.scatter(1, y[:, None], float("-inf")).amax(1) - p.gather(1, y[:, None]).squeeze(1)
 
 
@@ -62,9 +65,13 @@ class _MAIL(Method):
         super().__init__(hp, ctx)
         check_fraction("burn_in", hp.burn_in)
 
+    def weighted(self, epoch: int) -> bool:
+        """Whether 0-based `epoch` is past the burn-in (the code compares its 0-based epoch: `epoch <= 75`)."""
+        return beyond(epoch, self.hp.burn_in, self.ctx.epochs, counts_from=0)
+
     def weights(self, logits_adv: Tensor, batch: Batch) -> Tensor:
         """MAIL's weights after the burn-in, ones during it."""
-        if not reached(batch.epoch, self.hp.burn_in, self.ctx.epochs):
+        if not self.weighted(batch.epoch):
             return torch.ones(len(batch.y), device=logits_adv.device)
         return mail_weights(logits_adv, batch.y, self.hp.slope, self.hp.bias)
 

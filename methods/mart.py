@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.attacks import pgd
+from bench.attacks.losses import loss_dtype
 from methods.base import Batch, Method, StepOutput
 from methods.registry import METHODS
 
@@ -34,7 +35,7 @@ class MART(Method):
         x_adv = pgd(model, batch.x, y, eps=self.eps_for(y), step_size=self.ctx.step_size,
                     steps=self.ctx.attack_steps, init=self.hp.init, bn_mode=self.hp.bn_mode)
         logits_nat, logits_adv = model(batch.x), model(x_adv)
-        p_adv, p_nat = logits_adv.float().softmax(1), logits_nat.float().softmax(1)
+        p_adv, p_nat = loss_dtype(logits_adv).softmax(1), loss_dtype(logits_nat).softmax(1)
         wrong = p_adv.scatter(1, y[:, None], float("-inf")).argmax(1)  # ỹ = argmax_{j≠y} P̂_j
         boost = -torch.log(1.0001 - p_adv.gather(1, wrong[:, None]).squeeze(1) + 1e-12)
         bce = F.cross_entropy(logits_adv, y, reduction="none") + boost

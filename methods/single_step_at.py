@@ -4,6 +4,9 @@
 * `nfgsm` (de Jorge et al. 2022): η ~ U(−kε, kε) with k = 2, one step of α = ε, *not* projected back
   (|δ| ≤ (k+1)·ε): the larger noise is what avoids catastrophic overfitting without a projection.
 Both generate the adversary with the model in train mode, as their reference codes do (`bn_mode`).
+Variants of the codes: RS-FGSM's `init=zero` (train_fgsm.py `--delta-init zero`: plain FGSM with step α; the
+code's default and every table use the random start); N-FGSM's `clip_ratio` (train.py `--clip`: δ clipped to
+[−clip·ε, clip·ε]; default −1 there = none, 0 here).
 Step sizes are given as fractions of the per-sample ε (`alpha_ratio`). The learning-rate recipes (cyclic,
 max 0.2, 30 epochs) belong to the run's config.
 """
@@ -19,6 +22,9 @@ from methods.base import Batch, Method, StepOutput
 from methods.registry import METHODS
 
 
+RS_FGSM_INITS = {"random": "uniform", "zero": "none"}  # hyperparameter → PGD engine init
+
+
 def _positive(name: str, value: float) -> None:
     if not value > 0:
         raise ValueError(f"{name}={value} must be > 0")
@@ -27,6 +33,7 @@ def _positive(name: str, value: float) -> None:
 @dataclass(frozen=True)
 class RSFGSMHparams:
     alpha_ratio: float = 1.25  # α / ε
+    init: Literal["random", "zero"] = "random"  # δ⁰ ~ U(−ε, ε) or δ⁰ = 0
     bn_mode: Literal["eval", "train"] = "train"
 
 
@@ -41,7 +48,8 @@ class RSFGSM(Method):
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
         eps = self.eps_for(batch.y)
-        x_adv = rs_fgsm(model, batch.x, batch.y, eps, alpha=self.hp.alpha_ratio * eps, bn_mode=self.hp.bn_mode)
+        x_adv = rs_fgsm(model, batch.x, batch.y, eps, alpha=self.hp.alpha_ratio * eps, bn_mode=self.hp.bn_mode,
+                        init=RS_FGSM_INITS[self.hp.init])
         logits = model(x_adv)
         return StepOutput(F.cross_entropy(logits, batch.y), logits)
 
@@ -50,6 +58,7 @@ class RSFGSM(Method):
 class NFGSMHparams:
     k: float = 2.0  # noise radius kε
     alpha_ratio: float = 1.0  # α / ε
+    clip_ratio: float = 0.0  # > 0: clip δ to [−clip_ratio·ε, clip_ratio·ε] (the code's --clip); 0: no clipping
     bn_mode: Literal["eval", "train"] = "train"
 
 
@@ -63,10 +72,12 @@ class NFGSM(Method):
         _positive("alpha_ratio", hp.alpha_ratio)
         if not hp.k >= 0:
             raise ValueError(f"k={hp.k} must be >= 0")
+        if not hp.clip_ratio >= 0:
+            raise ValueError(f"clip_ratio={hp.clip_ratio} must be >= 0 (0: no clipping)")
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
         eps = self.eps_for(batch.y)
         x_adv = n_fgsm(model, batch.x, batch.y, eps, k=self.hp.k, alpha=self.hp.alpha_ratio * eps,
-                       bn_mode=self.hp.bn_mode)
+                       clip=self.hp.clip_ratio, bn_mode=self.hp.bn_mode)
         logits = model(x_adv)
         return StepOutput(F.cross_entropy(logits, batch.y), logits)

@@ -11,7 +11,8 @@ L = mean CE(f(x̂), y) + λ·KL_batchmean(p_target ‖ p(x̂)).
 Radii and steps are fractions of the run's ε (`inv_eps_ratio`, `universal_step_ratio`, `instance_step_ratio`):
 the paper gives ε′ = 4/255, α′ = 4/255 (universal) and 2/255 (instance-wise) at ε = 8/255 only; other ε (F-MNIST's
 0.1, UIAT Table 3's 10–16/255) scale them [AMBIG]; for a fixed 4/255 at ε = 10/255 pass inv_eps_ratio=0.4.
-T = `momentum_start`·epochs (0-based epoch index; 75 of 100 in the paper).
+T = `momentum_start`·epochs counted from 1, as HAT's training loop (`range(1, epochs + 1)`) that UIAT builds on:
+T = 75 of 100 (App. A.2) is the 75th epoch, 0-based 74.
 
 Resolved notation clash of Eq. 7 / Alg. 1 (spec): CE on the adversarial example, KL pulls p(x̂) towards the
 target. [AMBIG] defaults: target detached; inverse-adversary forwards in eval mode (`bn_mode`), outer loss in
@@ -33,11 +34,11 @@ from typing import Any, Literal
 import torch.nn.functional as F
 
 from methods.adversaries import ce_adversary
-from bench.attacks.losses import kl_to_target
+from bench.attacks.losses import kl_to_target, loss_dtype
 from methods.base import Batch, Method, StepOutput
-from methods.epoch_fraction import first_epoch
 from methods.registry import METHODS
-from methods.universal_inverse import InstanceInverse, TargetMemory, UniversalInverse, fraction_of_eps
+from methods.universal_inverse import (InstanceInverse, TargetMemory, UniversalInverse, fraction_of_eps,
+                                       reference_start)
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class UIAT(InverseAdversarialTraining):
         super().__init__(hp, ctx)
         if not 0 <= hp.gamma < 1:
             raise ValueError(f"gamma={hp.gamma} must be in [0, 1)")
-        self.momentum_start = first_epoch(hp.momentum_start, ctx.epochs, "momentum_start")
+        self.momentum_start = reference_start(hp.momentum_start, ctx.epochs, "momentum_start")
         self.memory = TargetMemory(ctx.train_size, ctx.num_classes, ctx.device) if hp.momentum else None
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
@@ -116,7 +117,7 @@ class UIAT(InverseAdversarialTraining):
             target = self.memory.store(batch.idx, target, gamma)
         logits_adv = model(x_adv)
         ce = F.cross_entropy(logits_adv, batch.y)
-        kl = kl_to_target(logits_adv.float(), target)
+        kl = kl_to_target(loss_dtype(logits_adv), target)
         return StepOutput(ce + self.hp.lam * kl, logits_adv, {"ce": ce.detach(), "kl": kl.detach()})
 
     def state_dict(self) -> dict[str, Any]:

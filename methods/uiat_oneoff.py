@@ -5,8 +5,8 @@ L = mean CE(f(x̂), y) + λ·KL(p_target ‖ p(x̂)) with x̂ the PGD adversary 
            = p(x̃)   during epoch T′, the universal z updated once per batch from its initialisation [AMBIG] and
                      each sample's p(x̃) stored,
            = stored p(x̃) after T′.
-T′ = `start_fraction`·epochs as a 0-based epoch index (80 of 100 in the paper). No momentum. Inverse adversaries,
-radii and steps as in `uiat` (see methods/uiat.py), β = 1.
+T′ = `start_fraction`·epochs counted from 1 (HAT's code, which UIAT builds on): 80 of 100 is 0-based epoch 79.
+No momentum. Inverse adversaries, radii and steps as in `uiat` (see methods/uiat.py), β = 1.
 """
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ share.
 * `TargetMemory` — per-sample target distributions P ∈ R^{train_size×C}, indexed by `Batch.idx`, with the
   inverse-adversary momentum of Eq. 8.
 * `OneOffTarget` — Eq. 10: p(x) before epoch T′, p(x̃) during epoch T′ (stored), the stored value after it.
+* `reference_start` — T and T′ counted from 1 as in HAT's code, which UIAT builds on (T′ = 80 of 100 → 0-based 79).
 
 Every forward that builds inverse adversaries or their predictions runs in the method's `bn_mode` (default
 eval, as for attacks [AMBIG: UIAT builds on HAT's code]) and never touches parameter gradients.
@@ -27,10 +28,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.attacks import pgd
-from bench.attacks.losses import kl_per_sample, kl_to_target
+from bench.attacks.losses import kl_per_sample, kl_to_target, loss_dtype
 from bench.attacks.mode import model_mode
 from bench.attacks.pgd import NORMAL_INIT_STD
-from methods.epoch_fraction import first_epoch
+from methods.reference_epoch import at_least, check_fraction, first_epoch
 
 # Anchor features (F(x), F(x̂)) of the feature regulariser, or None when β = 0.
 Anchors = tuple[Tensor, Tensor] | None
@@ -43,6 +44,13 @@ def fraction_of_eps(ratio: float, eps: float, name: str) -> float:
     return ratio * eps
 
 
+def reference_start(fraction: float, epochs: int, name: str) -> int:
+    """The 0-based epoch at which a phase that starts at epoch `fraction`·epochs, counted from 1 as in HAT's
+    code (UIAT's T, T′), begins: T = 75 of 100 → 74; `epochs` if it never does."""
+    check_fraction(name, fraction)
+    return first_epoch(lambda epoch: at_least(epoch, fraction, epochs, counts_from=1), epochs)
+
+
 def check_beta(beta: float) -> float:
     if not beta >= 0:
         raise ValueError(f"beta={beta} must be >= 0 (0 = CE-only inverse loss)")
@@ -51,10 +59,10 @@ def check_beta(beta: float) -> float:
 
 def inverse_objective(logits: Tensor, feats: Tensor | None, y: Tensor, beta: float, anchor: Anchors) -> Tensor:
     """Per-sample L_inv from the outputs on u (feats unused when β = 0)."""
-    ce = F.cross_entropy(logits.float(), y, reduction="none")
+    ce = F.cross_entropy(loss_dtype(logits), y, reduction="none")
     if not beta:
         return ce
-    feats = feats.float().flatten(1)
+    feats = loss_dtype(feats).flatten(1)
     toward_clean = (feats - anchor[0]).abs().mean(1)
     toward_adversary = (feats - anchor[1]).abs().mean(1)
     return ce + beta * (toward_clean - toward_adversary)
@@ -75,14 +83,14 @@ def anchors(model: nn.Module, x: Tensor, x_adv: Tensor | None, beta: float) -> A
     if x_adv is None:
         raise ValueError("the feature regulariser (beta > 0) needs the adversarial examples x̂")
     with torch.no_grad():
-        return (model(x, return_features=True)[1].float().flatten(1),
-                model(x_adv, return_features=True)[1].float().flatten(1))
+        return (loss_dtype(model(x, return_features=True)[1]).flatten(1),
+                loss_dtype(model(x_adv, return_features=True)[1]).flatten(1))
 
 
 def constant_probs(model: nn.Module, x: Tensor) -> Tensor:
-    """softmax(f(x)) in float, as a constant."""
+    """softmax(f(x)) as a constant (float32 under autocast, the model's dtype otherwise)."""
     with torch.no_grad():
-        return model(x).float().softmax(1)
+        return loss_dtype(model(x)).softmax(1)
 
 
 class UniversalInverse:
@@ -180,7 +188,7 @@ class TargetMemory:
     def store(self, idx: Tensor, p: Tensor, momentum: float = 0.0) -> Tensor:
         """P_i ← γ·P_i + (1−γ)·p_i where sample i was stored before, else (or when γ = 0) P_i ← p_i; returns the
         new rows (constants)."""
-        p = p.detach().float()
+        p = p.detach().to(self.probs.dtype)  # the memory's storage dtype
         if momentum:
             blended = momentum * self.probs[idx] + (1 - momentum) * p
             p = torch.where(self.stored[idx, None], blended, p)
@@ -212,7 +220,7 @@ class OneOffTarget:
     """
 
     def __init__(self, ctx: Any, start_fraction: float, clean_grad: bool, name: str = "start_fraction"):
-        self.start = first_epoch(start_fraction, ctx.epochs, name)
+        self.start = reference_start(start_fraction, ctx.epochs, name)
         self.memory = TargetMemory(ctx.train_size, ctx.num_classes, ctx.device)
         self.clean_grad = clean_grad
 
@@ -223,9 +231,9 @@ class OneOffTarget:
             logits_clean = model(x)
             if not self.clean_grad:
                 logits_clean = logits_clean.detach()
-            return kl_per_sample(logits_clean.float(), logits_adv.float()).mean()
+            return kl_per_sample(loss_dtype(logits_clean), loss_dtype(logits_adv)).mean()
         target = self.memory.store(idx, inverse_probs()) if epoch == self.start else self.memory.recall(idx)
-        return kl_to_target(logits_adv.float(), target)
+        return kl_to_target(loss_dtype(logits_adv), target)
 
     def on_epoch_end(self, epoch: int) -> None:
         if epoch == self.start:

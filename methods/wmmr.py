@@ -5,7 +5,8 @@ As in the code [C], the weights are neither normalised nor detached: the gradien
 margins up. The adversary (BN in train mode, as in the code) ascends the same weighted objective with m taken on
 the current iterate, so its input gradient has the extra term CE·∇exp(−α·m) — `attack_loss="ce"` drops it
 (plain CE-PGD, close for α = 0.1) [AMBIG: the spec's default keeps the exact objective]. α = 0.1 is BiLAW's
-α_train; WMMR's α_test only concerns its own evaluation.
+α_train; WMMR's α_test only concerns its own evaluation. As in the code, PGD starts from x + U(−ε, ε) without
+clipping to [0,1] (`init="uniform_unclipped"`; the first projection clips); `init=uniform` clips the start.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.attacks import pgd
+from bench.attacks.losses import loss_dtype
 from methods.base import Batch, Method, StepOutput
 from methods.registry import METHODS
 
@@ -25,20 +27,20 @@ from methods.registry import METHODS
 class WMMRHparams:
     alpha: float = 0.1
     attack_loss: Literal["weighted_ce", "ce"] = "weighted_ce"
-    init: Literal["uniform", "normal", "none"] = "uniform"
+    init: Literal["uniform_unclipped", "uniform", "normal", "none"] = "uniform_unclipped"
     bn_mode: Literal["eval", "train"] = "train"
 
 
 def softmax_margin(logits: Tensor, y: Tensor) -> Tensor:
     """p_y − max_{j≠y} p_j per sample, differentiable."""
-    p = logits.float().softmax(1)
+    p = loss_dtype(logits).softmax(1)
     true = p.gather(1, y[:, None]).squeeze(1)
     return true - p.scatter(1, y[:, None], float("-inf")).amax(1)
 
 
 def margin_weighted_ce(logits: Tensor, y: Tensor, alpha: float) -> Tensor:
     """exp(−α·m)·CE per sample, with the gradient through both factors."""
-    return torch.exp(-alpha * softmax_margin(logits, y)) * F.cross_entropy(logits.float(), y, reduction="none")
+    return torch.exp(-alpha * softmax_margin(logits, y)) * F.cross_entropy(loss_dtype(logits), y, reduction="none")
 
 
 @METHODS.register("wmmr")

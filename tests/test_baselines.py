@@ -77,17 +77,17 @@ def test_gairat_kappa_counts_correct_iterates_even_after_a_flip():
 
 
 def test_gairat_is_plain_pgd_at_before_its_begin_epoch_and_weighted_after():
-    ctx = _ctx(epochs=4)
+    ctx = _ctx(epochs=4)  # begin 0.5 → the code's `(epoch + 1) >= 2`: 0-based epoch 1
     gairat, pgd_at = build_method("gairat", {"begin": 0.5}, ctx), build_method("pgd_at", {}, ctx)
     model, (x, y) = _linear(), _data()
-    torch.testing.assert_close(_loss(gairat, model, x, y, epoch=1).loss, _loss(pgd_at, model, x, y, epoch=1).loss)
+    torch.testing.assert_close(_loss(gairat, model, x, y, epoch=0).loss, _loss(pgd_at, model, x, y, epoch=0).loss)
 
     torch.manual_seed(0)
     x_adv, kappa = pgd_counting_correct(model, x, y, eps=ctx.eps, step_size=ctx.step_size, steps=ctx.attack_steps)
     weights = geometry_weights(kappa, ctx.attack_steps, -1.0)
     assert weights.std() > 0.1  # the batch has samples of different geometry
     expected = (weights * F.cross_entropy(model(x_adv), y, reduction="none")).mean()
-    torch.testing.assert_close(_loss(gairat, model, x, y, epoch=2).loss, expected)
+    torch.testing.assert_close(_loss(gairat, model, x, y, epoch=1).loss, expected)
 
 
 def test_gairat_refuses_a_single_step_attack():
@@ -108,17 +108,17 @@ def test_mail_weights_are_three_sigmoid_of_the_detached_probabilistic_margin():
 
 
 def test_mail_at_is_plain_at_during_burn_in_then_weighted():
-    ctx = _ctx(epochs=8)  # burn-in 75/120 → the first 5 epochs
+    ctx = _ctx(epochs=8)  # burn-in 75/120 of 8 = 5: plain while the 0-based epoch is ≤ 5
     mail = build_method("mail_at", {}, ctx)
     at = build_method("pgd_at", {"init": "normal"}, ctx)
     model, (x, y) = _linear(), _data()
-    torch.testing.assert_close(_loss(mail, model, x, y, epoch=4).loss, _loss(at, model, x, y, epoch=4).loss)
+    torch.testing.assert_close(_loss(mail, model, x, y, epoch=5).loss, _loss(at, model, x, y, epoch=5).loss)
 
     torch.manual_seed(0)
     logits = model(pgd(model, x, y, eps=ctx.eps, step_size=ctx.step_size, steps=ctx.attack_steps, init="normal"))
     w = mail_weights(logits, y, slope=10.0, bias=-0.5)
     expected = (w * F.cross_entropy(logits, y, reduction="none")).mean()
-    torch.testing.assert_close(_loss(mail, model, x, y, epoch=5).loss, expected)
+    torch.testing.assert_close(_loss(mail, model, x, y, epoch=6).loss, expected)
 
 
 def test_mail_trades_is_plain_trades_during_burn_in_then_weights_the_kl():
@@ -126,14 +126,14 @@ def test_mail_trades_is_plain_trades_during_burn_in_then_weights_the_kl():
     mail = build_method("mail_trades", {}, ctx)
     trades = build_method("trades", {"beta": 5.0}, ctx)
     model, (x, y) = _linear(), _data()
-    torch.testing.assert_close(_loss(mail, model, x, y, epoch=4).loss, _loss(trades, model, x, y, epoch=4).loss)
+    torch.testing.assert_close(_loss(mail, model, x, y, epoch=5).loss, _loss(trades, model, x, y, epoch=5).loss)
 
     torch.manual_seed(0)
-    x_adv = trades_adversary(mail, model, Batch(x, y, torch.arange(len(y)), 5, 0))
+    x_adv = trades_adversary(mail, model, Batch(x, y, torch.arange(len(y)), 6, 0))
     logits_nat, logits_adv = model(x), model(x_adv)
     w = mail_weights(logits_adv, y, slope=2.0, bias=0.0)
     expected = F.cross_entropy(logits_nat, y) + 5.0 * (w * kl_per_sample(logits_nat, logits_adv)).mean()
-    torch.testing.assert_close(_loss(mail, model, x, y, epoch=5).loss, expected)
+    torch.testing.assert_close(_loss(mail, model, x, y, epoch=6).loss, expected)
 
 
 # --- WMMR --------------------------------------------------------------------------------------------------
@@ -164,11 +164,16 @@ def test_wmmr_method_trains_on_the_weighted_objective_of_its_weighted_adversary(
     ctx = _ctx()
     wmmr = build_method("wmmr", {"alpha": 2.0}, ctx)
     model, (x, y) = _linear(), _data()
-    torch.manual_seed(0)
-    x_adv = pgd(model, x, y, eps=ctx.eps, step_size=ctx.step_size, steps=ctx.attack_steps, bn_mode="train",
-                loss=lambda z, t: margin_weighted_ce(z, t, 2.0).mean())
-    expected = margin_weighted_ce(model(x_adv), y, 2.0).mean()
-    torch.testing.assert_close(_loss(wmmr, model, x, y, epoch=0).loss, expected)
+    loss = _loss(wmmr, model, x, y, epoch=0).loss
+
+    def expected(init):  # WMMR's code starts from x + U(−ε, ε) unclipped; the first projection clips
+        torch.manual_seed(0)
+        x_adv = pgd(model, x, y, eps=ctx.eps, step_size=ctx.step_size, steps=ctx.attack_steps, bn_mode="train",
+                    init=init, loss=lambda z, t: margin_weighted_ce(z, t, 2.0).mean())
+        return margin_weighted_ce(model(x_adv), y, 2.0).mean()
+
+    torch.testing.assert_close(loss, expected("uniform_unclipped"))
+    assert not torch.allclose(loss, expected("uniform"))  # the clipped start is another adversary
 
 
 # --- FAT ---------------------------------------------------------------------------------------------------
@@ -216,9 +221,10 @@ def test_fat_stop_rules_differ_once_an_iterate_flips_back(monkeypatch, stop, exp
 
 def test_fat_official_tau_schedule_is_a_fraction_of_training():
     official = build_method("fat", {"variant": "official"}, _ctx(epochs=12))
-    assert [official.tau(e) for e in (0, 5, 6, 9, 10, 11)] == [0, 0, 1, 1, 2, 2]  # 50/120 and 90/120 of 12
+    # `adjust_tau(epoch + 1)`: τ = 0 while epoch + 1 ≤ 50/120 of 12 = 5, 1 while ≤ 9, 2 after
+    assert [official.tau(e) for e in (0, 3, 4, 5, 8, 9, 11)] == [0, 0, 0, 1, 1, 2, 2]
     official = build_method("fat", {"variant": "official"}, _ctx(epochs=120))
-    assert [official.tau(e) for e in (50, 51, 90, 91)] == [0, 1, 1, 2]
+    assert [official.tau(e) for e in (49, 50, 89, 90)] == [0, 1, 1, 2]
     cfa = build_method("fat", {"tau": 2}, _ctx(epochs=12))
     assert {cfa.tau(e) for e in range(12)} == {2}
 

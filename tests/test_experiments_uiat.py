@@ -14,7 +14,7 @@ from bench.experiments.render import collect
 from bench.published import load_published
 from bench.store import RunStore
 from bench.train import train_run
-from methods.epoch_fraction import first_epoch
+from methods.universal_inverse import reference_start
 
 TABLES = [f"table{n}_uiat" for n in range(1, 7)]
 FIGURE_IDS = [f"fig{n}_uiat" for n in (1, 2, 3, 4, 5, 7)]
@@ -123,10 +123,10 @@ def test_fast_profile_is_short_but_keeps_every_schedule_inside_training():
             assert cfg.aa_n == 1000 and cfg.model == paper.model and without_helper[0] == without_helper[1], run.key
             hp = {"momentum_start": "0.75", "start_fraction": "0.8", "uiat.start_fraction": "0.8", **dict(cfg.hp)}
             if cfg.method == "uiat":  # the momentum start T
-                assert first_epoch(float(hp["momentum_start"]), cfg.epochs, "T") < cfg.epochs, (name, run.key)
+                assert reference_start(float(hp["momentum_start"]), cfg.epochs, "T") < cfg.epochs, (name, run.key)
             if cfg.method in ("uiat_oneoff", "nfgsm+uiat", "rs_fgsm+uiat", "gradalign+uiat"):  # the one-off epoch T′
                 fraction = hp["start_fraction" if cfg.method == "uiat_oneoff" else "uiat.start_fraction"]
-                assert first_epoch(float(fraction), cfg.epochs, "T'") < cfg.epochs, (name, run.key)
+                assert reference_start(float(fraction), cfg.epochs, "T'") < cfg.epochs, (name, run.key)
 
 
 # ---- smoke runs on a tiny CIFAR-10-shaped data set -------------------------------------------------------------

@@ -83,13 +83,13 @@ def test_target_memory_copies_then_blends_and_copies_first_visits():
 
 def test_uiat_target_is_a_copy_before_T_and_momentum_from_T(data, monkeypatch):
     model, x, y = data
-    method = build_method("uiat", {"momentum_start": "0.5", "gamma": "0.8"}, _ctx(epochs=4))  # T = epoch 2
+    method = build_method("uiat", {"momentum_start": "0.5", "gamma": "0.8"}, _ctx(epochs=4))  # T = 2nd epoch: 0-based 1
     fresh = [torch.softmax(torch.randn(N, 10), 1) for _ in range(4)]
     expected = []
     for epoch, p_new in enumerate(fresh):
         monkeypatch.setattr(method.inverse, "probs", lambda *args, p=p_new: p)
         out = method.loss(model, _batch(x, y, epoch), None)
-        expected.append(p_new if epoch < 2 else 0.8 * expected[-1] + 0.2 * p_new)
+        expected.append(p_new if epoch < 1 else 0.8 * expected[-1] + 0.2 * p_new)
         torch.testing.assert_close(method.memory.recall(torch.arange(N)), expected[-1])
         # the KL of the loss is taken to exactly that target
         torch.testing.assert_close(out.stats["kl"], kl_to_target(out.logits.detach().float(), expected[-1]))
@@ -98,7 +98,7 @@ def test_uiat_target_is_a_copy_before_T_and_momentum_from_T(data, monkeypatch):
 @pytest.mark.parametrize("name,prefix", [("uiat_oneoff", ""), ("nfgsm+uiat", "uiat.")])
 def test_one_off_target_is_clean_before_made_at_and_frozen_after_T_prime(data, name, prefix):
     model, x, y = data
-    method = build_method(name, {prefix + "start_fraction": "0.3"}, _ctx(epochs=3))  # T′ = epoch 1
+    method = build_method(name, {prefix + "start_fraction": "0.6"}, _ctx(epochs=3))  # T′ = 1.8 from 1: 0-based 1
     owner = method.addons["uiat"] if prefix else method
     kl = (lambda out: out.stats["uiat_kl"]) if prefix else (lambda out: out.stats["kl"])
     z0 = owner.inverse.z.clone()

@@ -1,5 +1,8 @@
 """Attack losses. Every one takes float logits and returns a scalar to *ascend*.
 
+`loss_dtype` is the one cast applied to logits before a loss: float32 for half-precision (autocast) outputs,
+so losses are exact under bf16/fp16, and the model's own dtype otherwise, so a float64 model stays float64.
+
 The batch reductions only scale the input gradient, so they leave a sign-step attack unchanged
 (spec §0, pitfall 5); KL still uses the batchmean convention (sum / n) so that the value matches
 the TRADES-lineage training losses (pitfall 3: never ``reduction='mean'``, which also averages
@@ -9,6 +12,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def loss_dtype(logits: torch.Tensor) -> torch.Tensor:
+    """`logits` in float32 if they are half precision (autocast), unchanged otherwise (float32, float64)."""
+    return logits.float() if logits.dtype in _HALF else logits
 
 
 def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

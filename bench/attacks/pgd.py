@@ -16,13 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .losses import ce_loss, cw_margin_loss, kl_to_target
+from .losses import ce_loss, cw_margin_loss, kl_to_target, loss_dtype
 from .mode import model_mode
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 NORMS = ("linf", "l2")
-INITS = ("uniform", "normal", "none")
+INITS = ("uniform", "uniform_unclipped", "normal", "none")
 LOSSES = ("ce", "cw", "kl")
 BN_MODES = ("eval", "train")
 NORMAL_INIT_STD = 0.001  # TRADES-lineage init x + 0.001·N(0, I)
@@ -68,27 +68,32 @@ def _l2(v: Tensor) -> Tensor:
 
 
 def initial_point(x: Tensor, eps: Tensor, init: str, norm: str, generator: torch.Generator | None) -> Tensor:
-    """Spec §0 inits: U (uniform in the ball, then box), T (x + 0.001·N, unclipped), Z (x)."""
+    """Spec §0 inits: U (uniform in the ball, then box), T (x + 0.001·N, unclipped), Z (x).
+
+    `uniform_unclipped`: U without the box clip (WMMR's code starts from x + U(−ε, ε) and only the first
+    projection clips), so the first gradient is taken outside [0,1] where x is near its bounds.
+    """
     if init == "none":
         return x.clone()
     if init == "normal":
         return x + NORMAL_INIT_STD * _random("normal", x.shape, x, generator)
     if norm == "linf":
-        return (x + uniform_noise(x, eps, generator)).clamp_(0, 1)
-    # uniform in the L2 ball: uniform direction, radius ε·U^(1/d)
-    direction = _random("normal", x.shape, x, generator)
-    direction = direction / _l2(direction).clamp_min(_TINY)
-    radius = eps * _random("uniform", eps.shape, x, generator) ** (1.0 / x[0].numel())
-    return (x + direction * radius).clamp_(0, 1)
+        start = x + uniform_noise(x, eps, generator)
+    else:  # uniform in the L2 ball: uniform direction, radius ε·U^(1/d)
+        direction = _random("normal", x.shape, x, generator)
+        direction = direction / _l2(direction).clamp_min(_TINY)
+        radius = eps * _random("uniform", eps.shape, x, generator) ** (1.0 / x[0].numel())
+        start = x + direction * radius
+    return start if init == "uniform_unclipped" else start.clamp_(0, 1)
 
 
 def input_grad(model: nn.Module, u: Tensor, y: Tensor, loss_fn: LossFn) -> Tensor:
     """∇_u loss(model(u), y) via autograd.grad, so parameters' .grad stay untouched.
 
-    Logits are cast to float32 so the loss is exact under bf16/fp16 autocast.
+    Half-precision (autocast) logits are cast to float32 so the loss is exact; others keep the model's dtype.
     """
     u = u.detach().requires_grad_(True)
-    return torch.autograd.grad(loss_fn(model(u).float(), y), u)[0]
+    return torch.autograd.grad(loss_fn(loss_dtype(model(u)), y), u)[0]
 
 
 def _resolve_loss(loss: str | LossFn, kappa: float, target: Tensor | None) -> LossFn:
@@ -121,10 +126,11 @@ def pgd(
     """Projected gradient ascent (descent with ``descent=True``) on ``loss`` inside the ε-ball ∩ [0,1].
 
     eps, step_size: scalars or per-sample (N,) tensors. norm: "linf" (step a·sign(g)) or "l2"
-    (step a·g/‖g‖₂, projection rescales δ onto the ball). init: "uniform" | "normal" | "none".
+    (step a·g/‖g‖₂, projection rescales δ onto the ball). init: "uniform" | "uniform_unclipped" | "normal" |
+    "none" (`initial_point`).
     loss: "ce", "cw" (margin with ``kappa``), "kl" (KL(target ‖ p(u)); target = softmax(model(x))
     computed once, detached, in the attack's BN mode unless ``target_probs`` is given), or any
-    callable(float logits, y) -> scalar. bn_mode: the model's mode during the attack ("train"
+    callable(logits, y) -> scalar (logits cast by `loss_dtype`). bn_mode: the model's mode during the attack ("train"
     updates BN running statistics, as in the CFA/RS-FGSM codes); every submodule's mode is restored.
     Returns the detached adversarial batch.
     """
@@ -162,7 +168,7 @@ def pgd(
     with model_mode(model, bn_mode == "train"), torch.enable_grad():
         if loss == "kl" and target_probs is None:
             with torch.no_grad():
-                target_probs = F.softmax(model(x).float(), dim=1)
+                target_probs = F.softmax(loss_dtype(model(x)), dim=1)
         loss_fn = _resolve_loss(loss, kappa, None if target_probs is None else target_probs.detach())
         u = initial_point(x, eps_t, init, norm, generator)
         for _ in range(steps):

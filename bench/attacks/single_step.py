@@ -26,12 +26,14 @@ def rs_fgsm(
     eps: float | Tensor,
     *,
     alpha: float | Tensor | None = None,
+    init: str = "uniform",
     bn_mode: str = "train",
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """δ⁰ ~ U(−ε,ε) (box-clipped), one step α (default 1.25ε), clip δ to [−ε,ε], then to the box."""
+    """δ⁰ ~ U(−ε,ε) (box-clipped; `init="none"`: δ⁰ = 0), one step α (default 1.25ε), clip δ to [−ε,ε], then to
+    the box."""
     step = 1.25 * eps if alpha is None else alpha
-    return pgd(model, x, y, eps=eps, step_size=step, steps=1, init="uniform", bn_mode=bn_mode, generator=generator)
+    return pgd(model, x, y, eps=eps, step_size=step, steps=1, init=init, bn_mode=bn_mode, generator=generator)
 
 
 def n_fgsm(
@@ -42,20 +44,27 @@ def n_fgsm(
     *,
     k: float = 2.0,
     alpha: float | Tensor | None = None,
+    clip: float = 0.0,
     bn_mode: str = "train",
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """η ~ U(−kε, kε) (box-clipped); x + η + α·sign(∇CE(x+η)) with α = ε by default, clipped only to the box.
+    """η ~ U(−kε, kε) (box-clipped); x + η + α·sign(∇CE(x+η)) with α = ε by default, clipped to the box.
 
-    No projection to the ε-ball: |δ| ≤ kε + α by construction.
+    No projection to the ε-ball by default: |δ| ≤ kε + α by construction. `clip` > 0 clips δ to [−clip·ε, clip·ε]
+    after the box, as the code's `--clip` option (train.py; 1 gives fast AT's projection).
     """
     check_choice("bn_mode", bn_mode, BN_MODES)
     if not k >= 0:
         raise ValueError(f"k must be >= 0; got {k}")
+    if not clip >= 0:
+        raise ValueError(f"clip must be >= 0 (0: no clipping); got {clip}")
     x = x.detach()
     eps_t = per_sample(eps, x, "eps")
     step = eps_t if alpha is None else per_sample(alpha, x, "alpha")
     with model_mode(model, bn_mode == "train"), torch.enable_grad():
         u = (x + uniform_noise(x, k * eps_t, generator)).clamp_(0, 1)
         g = input_grad(model, u, y, ce_loss)
-    return (u + step * g.sign()).clamp_(0, 1)
+    x_adv = (u + step * g.sign()).clamp_(0, 1)
+    if clip:
+        x_adv = x + (x_adv - x).clamp(-clip * eps_t, clip * eps_t)
+    return x_adv
