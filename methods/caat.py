@@ -8,15 +8,23 @@ pass (τ = 0.001 makes this practically a choice): α weights the TRADES terms o
 with w⁰, w¹ FRL's class weights from the clean meta split. Ω is trained MW-Net style: one differentiable step
 of the run's SGD on the loss with α, β carrying gradient, then Adam on the meta loss at the stepped weights.
 
-Bounds: `remargin` (FRL's class-wise factor), `grad` (Eq. 8; [AMBIG] gradient norms at the initial points,
-normalised by the batch maximum, so ε_i ∈ [0.9ε, 1.9ε]) or `fixed`. Ablation settings (Table 4):
+Bounds: `remargin` (FRL's class-wise factor), `grad` (Eq. 8; gradient norms normalised by the batch maximum,
+so ε_i ∈ [0.9ε, 1.9ε]) or `fixed`. The public code has no Grad-Based bound (it runs ReMargin only), so there is
+no reference computation to match; the bench follows Alg. 1, whose line 6 computes ε_i right after line 5's
+starts x + 0.001·N, where ∇_u KL(p(x)‖p(u)) ≈ H·0.001·N is nearly zero and mostly reflects the random start
+[deliberate: Alg. 1's order]. Meta samples take the fixed ε (`_omega_step`). Ablation settings (Table 4):
 I = `direction=adversarial bound=fixed`, II = `direction=adversarial bound=remargin`, III = `bound=fixed`,
 IV = the default (`direction=learned bound=remargin`).
 
 Fidelity (`--fidelity`, spec §4.13 [C]): `paper` runs the meta step every batch, tracks ζ6 (last epoch's
-class loss), trains with BN in train mode and ε as given. `code` reproduces the official code: meta step every
-50 batches, training ε ×1.25 (10/255 for 8/255), ζ6 frozen at 5.0, BN frozen in eval mode after each epoch's
-first batch, and the meta batch borrowing the training batch's class weights and budgets by position. Not
+class loss), trains with BN in train mode and ε as given, and follows Alg. 1's order: both attacks, then the
+look-ahead (Eq. 9) on this batch's own adversaries, Ω's step (Eq. 10), the real step with the new weights.
+`code` reproduces the official code: meta step every 50 batches, before the real step's attacks, on a pseudo
+copy of θ with its own train-mode clean forward and fresh adversaries; training ε ×1.25 (10/255 for 8/255);
+ζ6 frozen at 5.0; BN in eval mode from each epoch's first attack on (that batch's clean forward alone is in
+train mode; its KL target is an eval forward); the meta batch borrowing the training batch's class weights
+and budgets by position. In both modes the look-ahead differentiates through ζ (the code's pseudo features
+are not detached), so Ω also gets the term through ∂ζ/∂θ. Not
 reproduced: the code's pixel-normalisation bug (ε in normalised units, clipping normalised images to [0, 1]),
 which would need a different threat model in training and evaluation alike. Hot start and 40-epoch
 fine-tuning are the experiment's recipe, not the method's.
@@ -26,10 +34,10 @@ with `record_samples=true`, each sample's direction and bound of the epoch in <r
 per epoch, indexed like the training split), so a figure can split them by clean and noisy labels, which the
 method itself must not know.
 
-Cost: a sample whose weight is below `min_weight` skips the attack it would not use (its term, and its share
-of Ω's gradient, are below min_weight relative to a chosen one), so the training batch costs one attack per
-sample; a meta step adds both attacks on the meta batch at the stepped weights (the meta loss weighs both
-terms for every meta sample), i.e. about three attacks per step in `paper` mode.
+Cost: every sample gets both attacks (Alg. 1 lines 4–11), so a `paper` step costs two attacks on the training
+batch and two on the meta batch. `min_weight` > 0 is an opt-in shortcut (default 0, off): a sample skips the
+attack whose weight is below it, chosen before Ω moves, so a sample whose choice flips in the meta step loses
+that term in the real loss.
 """
 from __future__ import annotations
 
