@@ -9,7 +9,9 @@ look-ahead θ̃ on the weighted loss; μ takes one step on ∂L_val(θ̃)/∂μ;
 the updated μ (no grad) and reuses the training forward, from which the margin is read as well.
 
 μ's step, `meta_opt`: "sgd" (default) is the paper's own, Alg. 1 line 6 / Eq. 6, μ ← μ − α∇_μL_val with
-α = `meta_lr`; "adam" is MW-Net's Adam. The paper reports no α; 1e-3 is MW-Net's rate, kept for both.
+α = `meta_lr`; "adam" is MW-Net's Adam. The paper reports no α; 1e-3 is MW-Net's rate, kept for both. At that
+α the plain step moves μ little: on F-MNIST (tiny-CNN, 10 epochs, 20k images) the largest weight of a batch
+ends 1.07× uniform, against 1.33× with Adam.
 `meta_weight_decay` unset takes the optimiser's own (0 for Eq. 6, MW-Net's 1e-4 for Adam).
 
 `margin_on`: Eq. 8 takes "the multi-class margin of f_θ at x_i", i.e. on the clean input ("clean", one extra
