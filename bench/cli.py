@@ -74,6 +74,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     e = p.add_argument_group("evaluation")
     e.add_argument("--eval-every", type=int, default=d.eval_every, help="epochs between per-epoch evaluations")
     e.add_argument("--eval-attacks", default=",".join(d.eval_attacks), help="per-epoch evaluations (comma list)")
+    e.add_argument("--eval-step-size", type=float, default=None,
+                   help="step of the evaluation attacks (default: the training attack's)")
     e.add_argument("--eval-n", type=int, default=d.eval_n, help="per-epoch evaluation on the first N test images (0: all)")
     e.add_argument("--final-attacks", default=",".join(d.final_attacks), help="evaluations of best/last at the end")
     e.add_argument("--aa-n", type=int, default=None, help="final AutoAttack on the first N test images (default all)")
@@ -122,7 +124,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         train_limit=args.train_limit,
         batch_size=args.batch_size, lr=args.lr, momentum=args.momentum, nesterov=args.nesterov,
         weight_decay=args.weight_decay, schedule=args.schedule, milestones=tuple(args.milestones),
-        gamma=args.gamma, norm=args.norm, eps=args.eps, step_size=args.step_size, attack_steps=args.attack_steps,
+        gamma=args.gamma, norm=args.norm, eps=args.eps, step_size=args.step_size, eval_step_size=args.eval_step_size,
+        attack_steps=args.attack_steps,
         seed=args.seed,
         eval_every=args.eval_every, eval_attacks=comma_list(args.eval_attacks), eval_n=args.eval_n or None,
         final_attacks=comma_list(args.final_attacks), aa_n=args.aa_n, select=args.select,

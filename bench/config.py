@@ -39,6 +39,7 @@ class RunConfig:
     norm: Literal["linf", "l2"] = "linf"  # threat model of the training and evaluation attacks
     eps: float | None = None  # None → the dataset's default L∞ budget (an ℓ2 run must give its own)
     step_size: float | None = None  # None → the dataset's default step (ℓ2: eps / 4)
+    eval_step_size: float | None = None  # step of the evaluation attacks; None → the training step
     attack_steps: int = 10
     seed: int = 0
     eval_every: int = 1  # epochs between evaluations on the first eval_n test images
@@ -62,6 +63,8 @@ class RunConfig:
         for name in ("train_limit", "eval_n", "aa_n", "final_n"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be ≥ 1, or None for the whole split")
+        if self.eval_step_size is not None and not self.eval_step_size > 0:
+            raise ValueError(f"eval_step_size={self.eval_step_size} must be > 0, or None for the training step")
         if self.attack_steps < 0:
             raise ValueError(f"attack_steps={self.attack_steps} must be ≥ 0")
         if self.norm not in ("linf", "l2"):

@@ -103,7 +103,7 @@ def pgd10(eps: float, step: float, dataset: str = "", norm: str = "linf") -> Att
 
 @EVAL_ATTACKS.register("cw")
 def cw(eps: float, step: float, dataset: str = "", norm: str = "linf") -> AttackSpec:
-    """CW (HAT variant): κ = 0, 40 steps, uniform start; step 0.01 for L∞ on CIFAR, else the run's step."""
+    """CW (HAT variant): κ = 0, 40 steps, uniform start; step 0.01 for L∞ on CIFAR, else the evaluation step."""
     step_size = CIFAR_CW_STEP if dataset.startswith("cifar") and norm == "linf" else step
     return AttackSpec("cw", "cw", eps=eps, steps=40, step_size=step_size, init="uniform", kappa=0.0, norm=norm)
 

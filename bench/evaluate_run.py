@@ -13,7 +13,7 @@ import torch
 from bench import atomic
 from bench.data import DATASETS, load_dataset
 from bench.store import RunDir
-from bench.train import Runtime, attack_budget, evaluate_model, make_model
+from bench.train import Runtime, attack_budget, evaluate_model, evaluation_step, make_model
 
 
 def evaluate_stored(run: RunDir, checkpoint: str, attacks: tuple[str, ...], aa_n: int | None,
@@ -25,6 +25,7 @@ def evaluate_stored(run: RunDir, checkpoint: str, attacks: tuple[str, ...], aa_n
     rt = Runtime(device, data_root)
     info = DATASETS.get(cfg.dataset)
     eps, step = attack_budget(cfg, info)
+    step = evaluation_step(cfg, step)
     ckpt = torch.load(path, map_location=device, weights_only=False)
     model = make_model(cfg, info, rt)
     model.load_state_dict(ckpt["model"])

@@ -58,6 +58,11 @@ def attack_budget(cfg: RunConfig, info: DatasetInfo) -> tuple[float, float]:
     return eps, info.default_step if cfg.norm == "linf" else eps / 4
 
 
+def evaluation_step(cfg: RunConfig, step: float) -> float:
+    """The evaluation attacks' step: the training `step` unless the experiment gives its own (UIAT §4.2)."""
+    return step if cfg.eval_step_size is None else cfg.eval_step_size
+
+
 def make_model(cfg: RunConfig, info: DatasetInfo, rt: Runtime) -> nn.Module:
     c, h, _ = info.shape
     norm = dict(mean=info.mean, std=info.std) if cfg.normalize else {}
@@ -181,6 +186,7 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
         return run.result()
     info = DATASETS.get(cfg.dataset)
     eps, step = attack_budget(cfg, info)
+    eval_step = evaluation_step(cfg, step)
     check_heldout(cfg)
     check_norm(cfg.method, cfg.norm)  # before any data is loaded or any folder is made
     init = initial_weights(cfg, run)
@@ -255,12 +261,12 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
             record.update(method.on_epoch_end(model, epoch, record["train_class_acc"]))
             record["train_seconds"] = time.time() - began
             if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-                record["eval"] = evaluate_model(model, test, info, cfg.eval_attacks, cfg.eval_n, None, eps, step, rt,
-                                                cfg.seed, norm=cfg.norm)
+                record["eval"] = evaluate_model(model, test, info, cfg.eval_attacks, cfg.eval_n, None, eps, eval_step,
+                                                rt, cfg.seed, norm=cfg.norm)
                 averaged = method.averaged_models()  # per-epoch series of EMA/FAWA models (CFA Fig. 4)
                 if averaged:
                     record["eval_averaged"] = {name: evaluate_model(m, test, info, cfg.eval_attacks, cfg.eval_n, None,
-                                                                    eps, step, rt, cfg.seed, norm=cfg.norm)
+                                                                    eps, eval_step, rt, cfg.seed, norm=cfg.norm)
                                                for name, m in averaged.items()}
                 if epoch + 1 >= cfg.select_after * cfg.epochs:
                     candidates = {"": (model, record["eval"]),
@@ -276,7 +282,7 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                 "method": method.state_dict(), "rng": _rng_state(data_gen), "epoch": epoch, "best": best,
             })
-        result = final_evaluation(cfg, run, model, method, test, info, eps, step, rt)
+        result = final_evaluation(cfg, run, model, method, test, info, eps, eval_step, rt)
     run.mark_done()
     return result
 
@@ -306,7 +312,8 @@ def _load(cfg: RunConfig, info: DatasetInfo, rt: Runtime, state: dict[str, Any])
 
 def final_evaluation(cfg: RunConfig, run: RunDir, model: nn.Module, method: Any, test: Split, info: DatasetInfo,
                      eps: float, step: float, rt: Runtime) -> dict[str, Any]:
-    """Evaluate the last and the best checkpoints (and any averaged models) with the final attacks."""
+    """Evaluate the last and the best checkpoints (and any averaged models) with the final attacks, whose
+    step is `step` (recorded as the result's step_size)."""
     averaged = method.averaged_models()
     checkpoints: dict[str, nn.Module] = {"last": model, **{f"last_{k}": m for k, m in averaged.items()}}
     best = torch.load(run.best_ckpt, map_location=rt.device, weights_only=False)

@@ -5,13 +5,22 @@
 * `bilaw_np` (Learning-to-Reweight): w ∝ max(c, 0) with c_j = −∂L_val(θ̃)/∂e_j at e = 0, no weighting net.
 
 Each step (Alg. 1): validation adversaries (PGD-CE, init U) are made against the current θ; one differentiable
-look-ahead θ̃ on the weighted loss; μ takes one Adam step on ∂L_val(θ̃)/∂μ; the real loss uses the weights of
+look-ahead θ̃ on the weighted loss; μ takes one step on ∂L_val(θ̃)/∂μ; the real loss uses the weights of
 the updated μ (no grad) and reuses the training forward, from which the margin is read as well.
 
+μ's step, `meta_opt`: "sgd" (default) is the paper's own, Alg. 1 line 6 / Eq. 6, μ ← μ − α∇_μL_val with
+α = `meta_lr`; "adam" is MW-Net's Adam. The paper reports no α; 1e-3 is MW-Net's rate, kept for both. At that
+α the plain step moves μ little: on F-MNIST (tiny-CNN, 10 epochs, 20k images) the largest weight of a batch
+ends 1.07× uniform, against 1.33× with Adam.
+`meta_weight_decay` unset takes the optimiser's own (0 for Eq. 6, MW-Net's 1e-4 for Adam).
+
+`margin_on`: Eq. 8 takes "the multi-class margin of f_θ at x_i", i.e. on the clean input ("clean", one extra
+clean forward per step in `bilaw`); "adv" (default, as for MAIL/WMMR, which BiLAW generalises) reads it off
+the adversarial forward. It applies to the margin inputs only; the loss inputs name their own.
+
 [AMBIG] choices, each an hparam with the spec's default: `lookahead` "plain" (MW-Net: SGD at the current lr
-without momentum/wd) or "optimizer" (the run's SGD step); `weight_input` (Δ on x^adv, detached, read off
-the train-mode training forward); Adam(`meta_lr` 1e-3, `meta_weight_decay` 1e-4) for μ; bilaw_trades'
-validation loss = robust CE; training attack `init` U (bilaw, bilaw_np) / T (bilaw_trades) and `bn_mode`
+without momentum/wd) or "optimizer" (the run's SGD step); `weight_input` (Δ, detached, read off the
+train-mode training forward); bilaw_trades' validation loss = robust CE; training attack `init` U (bilaw, bilaw_np) / T (bilaw_trades) and `bn_mode`
 eval. bilaw_np falls back to uniform weights when every c_j ≤ 0 (no sample helps the validation loss).
 The PGD step size and norm are the run's (the BiLAW recipe sets ε/4; Table 1 has ℓ2 columns, so `bilaw` takes
 norm "l2"; the other variants stay L∞-only).
@@ -35,7 +44,8 @@ from torch import Tensor
 
 from bench.attacks import kl_per_sample, model_mode, pgd
 from methods.base import Batch, Method, StepOutput
-from methods.bilaw_meta import MetaLearner, input_size, lookahead, parse_widths, validation_loss, weight_inputs
+from methods.bilaw_meta import (MARGIN_KINDS, META_WEIGHT_DECAY, MetaLearner, input_size, lookahead, parse_widths,
+                                validation_loss, weight_inputs)
 from methods.bilaw_weight_log import EpochWeights, TrackedSamples
 from methods.heldout import HeldoutBatches
 from methods.lookahead import forward_isolated
@@ -57,8 +67,10 @@ class BiLAWNPHparams:
 class BiLAWHparams(BiLAWNPHparams):
     hidden: str = "128"  # ω_μ's hidden widths, "-"-joined (ablation: "64", "64-64", "256")
     weight_input: Literal["margin_vector", "margin", "robust_loss", "loss_gap"] = "margin_vector"
+    margin_on: Literal["adv", "clean"] = "adv"
+    meta_opt: Literal["sgd", "adam"] = "sgd"  # Alg. 1 line 6: a plain gradient step
     meta_lr: float = 1e-3
-    meta_weight_decay: float = 1e-4
+    meta_weight_decay: float | None = None  # None: 0 for sgd (Eq. 6), 1e-4 for adam (MW-Net)
 
 
 @dataclass(frozen=True)
@@ -129,10 +141,14 @@ class LearnedWeights(ValidatedReweighting):
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)
-        if hp.meta_lr < 0 or hp.meta_weight_decay < 0:
-            raise ValueError(f"meta_lr={hp.meta_lr} and meta_weight_decay={hp.meta_weight_decay} must be >= 0")
+        weight_decay = META_WEIGHT_DECAY[hp.meta_opt] if hp.meta_weight_decay is None else hp.meta_weight_decay
+        if hp.meta_lr < 0 or weight_decay < 0:
+            raise ValueError(f"meta_lr={hp.meta_lr} and meta_weight_decay={weight_decay} must be >= 0")
+        if hp.margin_on == "clean" and hp.weight_input not in MARGIN_KINDS:
+            raise ValueError(f"margin_on='clean' applies to weight_input in {list(MARGIN_KINDS)}, "
+                             f"not {hp.weight_input!r}")
         self.learner = MetaLearner(input_size(hp.weight_input, ctx.num_classes), parse_widths(hp.hidden),
-                                   hp.meta_lr, hp.meta_weight_decay, ctx.device, ctx.seed)
+                                   hp.meta_opt, hp.meta_lr, weight_decay, ctx.device, ctx.seed)
         self.tracked = TrackedSamples(ctx.train_size)
 
     def remember(self, batch: Batch, w: Tensor) -> None:
@@ -190,10 +206,10 @@ class BiLAW(LearnedWeights):
         logits = model(x_adv)
         robust = F.cross_entropy(logits, batch.y, reduction="none")
         clean = None
-        if self.hp.weight_input == "loss_gap":
+        if self.hp.weight_input == "loss_gap" or self.hp.margin_on == "clean":
             with torch.no_grad():
                 clean = forward_isolated(model, dict(model.named_parameters()), batch.x)
-        inputs = weight_inputs(self.hp.weight_input, logits, batch.y, clean)
+        inputs = weight_inputs(self.hp.weight_input, logits, batch.y, clean, self.hp.margin_on)
         w, stats = self.learned_weights(model, optimizer, inputs, lambda w: (w * robust).sum(), x_val_adv, y_val)
         self.remember(batch, w)
         return StepOutput((w * robust).sum(), logits, stats)
@@ -220,7 +236,7 @@ class BiLAWTRADES(LearnedWeights):
         def trades_loss(w: Tensor) -> Tensor:
             return ce.mean() + self.hp.beta * (w * kl).sum()
 
-        inputs = weight_inputs(self.hp.weight_input, logits_adv, batch.y, logits_nat)
+        inputs = weight_inputs(self.hp.weight_input, logits_adv, batch.y, logits_nat, self.hp.margin_on)
         w, stats = self.learned_weights(model, optimizer, inputs, trades_loss, x_val_adv, y_val)
         self.remember(batch, w)
         return StepOutput(trades_loss(w), logits_adv, {**stats, "ce": ce.mean().detach(), "kl": kl.mean().detach()})

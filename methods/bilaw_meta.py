@@ -9,6 +9,10 @@ spec's default); "optimizer" = the run's own SGD step incl. momentum buffer and 
 Forward passes at θ̃ (and the extra clean forward of the loss-gap input) run on copies of the model's
 buffers: the look-ahead model is a throw-away copy in MW-Net, so its BN running statistics must not leak
 into the real model. ω_μ itself runs outside autocast: it is tiny, and its hypergradient is all it learns from.
+
+μ's update (`META_OPTIMIZERS`): "sgd" is the paper's Alg. 1 line 6 / Eq. 6, μ ← μ − α∇_μL_val(θ̃), a plain
+step whose size scales with the classifier's lr through θ̃ (Eq. 6's αβ), with no weight decay; "adam" is
+MW-Net's official choice (Adam, lr 1e-3, weight decay 1e-4), which normalises that scale away.
 """
 from __future__ import annotations
 
@@ -37,19 +41,24 @@ def input_size(kind: str, num_classes: int) -> int:
     return num_classes if kind == "margin_vector" else 1
 
 
-def weight_inputs(kind: str, logits_adv: Tensor, y: Tensor, logits_clean: Tensor | None = None) -> Tensor:
-    """What ω_μ sees per sample (n, d), detached, from logits on the adversarial examples.
+MARGIN_KINDS = ("margin_vector", "margin")
+MARGIN_ON = ("adv", "clean")
 
-    margin_vector: Δ^(j) = p_y − p_j (Def. 3, the default); margin: p_y − max_{j≠y} p_j (Def. 2);
-    robust_loss: CE(x_adv); loss_gap: CE(x_adv) − CE(x) (needs the clean logits).
+
+def weight_inputs(kind: str, logits_adv: Tensor, y: Tensor, logits_clean: Tensor | None = None,
+                  margin_on: str = "adv") -> Tensor:
+    """What ω_μ sees per sample (n, d), detached.
+
+    margin_vector: Δ^(j) = p_y − p_j (Def. 3, the default); margin: p_y − max_{j≠y} p_j (Def. 2), both read
+    off the logits on x_adv, or on the clean x when margin_on="clean" (Eq. 8: "the multi-class margin of f_θ
+    at x_i"); robust_loss: CE(x_adv); loss_gap: CE(x_adv) − CE(x) (both need the clean logits).
     """
-    logits_adv = logits_adv.detach().float()
     if kind in ("robust_loss", "loss_gap"):
-        robust = F.cross_entropy(logits_adv, y, reduction="none")
+        robust = F.cross_entropy(logits_adv.detach().float(), y, reduction="none")
         if kind == "robust_loss":
             return robust[:, None]
         return (robust - F.cross_entropy(logits_clean.detach().float(), y, reduction="none"))[:, None]
-    p = logits_adv.softmax(1)
+    p = (logits_clean if margin_on == "clean" else logits_adv).detach().float().softmax(1)
     delta = p.gather(1, y[:, None]) - p
     if kind == "margin_vector":
         return delta
@@ -91,15 +100,21 @@ def validation_loss(model: nn.Module, params: dict[str, Tensor], x_val_adv: Tens
     return F.cross_entropy(forward_isolated(model, params, x_val_adv), y_val)  # float32 under autocast
 
 
-class MetaLearner:
-    """ω_μ and its own Adam: learns μ by descending L_val(θ̃(μ)) once per training step."""
+META_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+META_WEIGHT_DECAY = {"sgd": 0.0, "adam": 1e-4}  # Eq. 6 has none; MW-Net's Adam uses 1e-4
 
-    def __init__(self, in_features: int, widths: tuple[int, ...], lr: float, weight_decay: float,
+
+class MetaLearner:
+    """ω_μ and its own optimiser: learns μ by descending L_val(θ̃(μ)) once per training step."""
+
+    def __init__(self, in_features: int, widths: tuple[int, ...], optimizer: str, lr: float, weight_decay: float,
                  device: torch.device, seed: int):
+        if optimizer not in META_OPTIMIZERS:
+            raise ValueError(f"meta_opt={optimizer!r} is not one of {sorted(META_OPTIMIZERS)}")
         with torch.random.fork_rng(devices=[]):  # the same μ₀ for a seed, without touching the run's RNG
             torch.manual_seed(seed)
             self.net = WeightingNet(in_features, widths).to(device)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=lr, weight_decay=weight_decay)
+        self.optimizer = META_OPTIMIZERS[optimizer](self.net.parameters(), lr=lr, weight_decay=weight_decay)
 
     def hypergradient(self, model: nn.Module, optimizer: torch.optim.Optimizer, inputs: Tensor,
                       weighted_loss: Callable[[Tensor], Tensor], x_val_adv: Tensor, y_val: Tensor,
@@ -120,8 +135,8 @@ class MetaLearner:
         self.optimizer.zero_grad(set_to_none=True)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"net": {k: v.cpu() for k, v in self.net.state_dict().items()}, "adam": self.optimizer.state_dict()}
+        return {"net": {k: v.cpu() for k, v in self.net.state_dict().items()}, "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["net"])
-        self.optimizer.load_state_dict(state["adam"])
+        self.optimizer.load_state_dict(state["optimizer"])

@@ -8,15 +8,23 @@ pass (τ = 0.001 makes this practically a choice): α weights the TRADES terms o
 with w⁰, w¹ FRL's class weights from the clean meta split. Ω is trained MW-Net style: one differentiable step
 of the run's SGD on the loss with α, β carrying gradient, then Adam on the meta loss at the stepped weights.
 
-Bounds: `remargin` (FRL's class-wise factor), `grad` (Eq. 8; [AMBIG] gradient norms at the initial points,
-normalised by the batch maximum, so ε_i ∈ [0.9ε, 1.9ε]) or `fixed`. Ablation settings (Table 4):
+Bounds: `remargin` (FRL's class-wise factor), `grad` (Eq. 8; gradient norms normalised by the batch maximum,
+so ε_i ∈ [0.9ε, 1.9ε]) or `fixed`. The public code has no Grad-Based bound (it runs ReMargin only), so there is
+no reference computation to match; the bench follows Alg. 1, whose line 6 computes ε_i right after line 5's
+starts x + 0.001·N, where ∇_u KL(p(x)‖p(u)) ≈ H·0.001·N is nearly zero and mostly reflects the random start
+[deliberate: Alg. 1's order]. Meta samples take the fixed ε (`_omega_step`). Ablation settings (Table 4):
 I = `direction=adversarial bound=fixed`, II = `direction=adversarial bound=remargin`, III = `bound=fixed`,
 IV = the default (`direction=learned bound=remargin`).
 
 Fidelity (`--fidelity`, spec §4.13 [C]): `paper` runs the meta step every batch, tracks ζ6 (last epoch's
-class loss), trains with BN in train mode and ε as given. `code` reproduces the official code: meta step every
-50 batches, training ε ×1.25 (10/255 for 8/255), ζ6 frozen at 5.0, BN frozen in eval mode after each epoch's
-first batch, and the meta batch borrowing the training batch's class weights and budgets by position. Not
+class loss), trains with BN in train mode and ε as given, and follows Alg. 1's order: both attacks, then the
+look-ahead (Eq. 9) on this batch's own adversaries, Ω's step (Eq. 10), the real step with the new weights.
+`code` reproduces the official code: meta step every 50 batches, before the real step's attacks, on a pseudo
+copy of θ with its own train-mode clean forward and fresh adversaries; training ε ×1.25 (10/255 for 8/255);
+ζ6 frozen at 5.0; BN in eval mode from each epoch's first attack on (that batch's clean forward alone is in
+train mode; its KL target is an eval forward); the meta batch borrowing the training batch's class weights
+and budgets by position. In both modes the look-ahead differentiates through ζ (the code's pseudo features
+are not detached), so Ω also gets the term through ∂ζ/∂θ. Not
 reproduced: the code's pixel-normalisation bug (ε in normalised units, clipping normalised images to [0, 1]),
 which would need a different threat model in training and evaluation alike. Hot start and 40-epoch
 fine-tuning are the experiment's recipe, not the method's.
@@ -26,10 +34,10 @@ with `record_samples=true`, each sample's direction and bound of the epoch in <r
 per epoch, indexed like the training split), so a figure can split them by clean and noisy labels, which the
 method itself must not know.
 
-Cost: a sample whose weight is below `min_weight` skips the attack it would not use (its term, and its share
-of Ω's gradient, are below min_weight relative to a chosen one), so the training batch costs one attack per
-sample; a meta step adds both attacks on the meta batch at the stepped weights (the meta loss weighs both
-terms for every meta sample), i.e. about three attacks per step in `paper` mode.
+Cost: every sample gets both attacks (Alg. 1 lines 4–11), so a `paper` step costs two attacks on the training
+batch and two on the meta batch. `min_weight` > 0 is an opt-in shortcut (default 0, off): a sample skips the
+attack whose weight is below it, chosen before Ω moves, so a sample whose choice flips in the meta step loses
+that term in the real loss.
 """
 from __future__ import annotations
 
@@ -69,7 +77,7 @@ class CAATHparams:
     meta_weight_decay: float = 5e-4
     meta_every: int = 0  # batches between meta steps; 0: by fidelity (paper 1, code 50)
     train_eps_scale: float = 0.0  # training ε multiplier; 0: by fidelity (paper 1, code 1.25 → 10/255)
-    min_weight: float = 1e-6  # a sample skips the attack whose weight is below this (no meta step)
+    min_weight: float = 0.0  # opt-in speed option: > 0 skips a sample's attack whose weight is below it
     # FRL constraints (the code uses FRL-RMRW's values)
     tau_nat: float = 0.07
     tau_bdy: float = 0.07
@@ -111,8 +119,9 @@ class WeightingNet(nn.Module):
 
 def characteristics(logits: torch.Tensor, y: torch.Tensor, class_share: torch.Tensor,
                     class_loss: torch.Tensor) -> torch.Tensor:
-    """ζ in the code's order [CE, class loss, ‖onehot − p‖₂, margin, Σ p log p, class share], detached."""
-    logits = logits.detach().float()
+    """ζ in the code's order [CE, class loss, ‖onehot − p‖₂, margin, Σ p log p, class share], differentiable
+    in the logits (the look-ahead needs that path; detach the logits for plain weights)."""
+    logits = logits.float()
     p = logits.softmax(1)
     onehot = F.one_hot(y, logits.shape[1]).float()
     ce = F.cross_entropy(logits, y, reduction="none")
@@ -166,6 +175,8 @@ class CAAT(Method):
         code = ctx.fidelity == "code"
         if hp.temperature <= 0 or hp.hidden < 1 or hp.meta_every < 0 or hp.train_eps_scale < 0:
             raise ValueError(f"caat needs temperature > 0, hidden ≥ 1, meta_every ≥ 0, train_eps_scale ≥ 0; got {hp}")
+        if not 0 <= hp.min_weight <= 0.5:
+            raise ValueError(f"min_weight={hp.min_weight} must lie in [0, 0.5] (0: both attacks for every sample)")
         if hp.record_samples and ctx.run_dir is None:
             raise ValueError("caat record_samples=true needs a run folder to write per-sample records into")
         self.meta_every = hp.meta_every or (50 if code else 1)
@@ -245,31 +256,38 @@ class CAAT(Method):
         return self.eps_for(y)
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
-        if self.code and batch.step > 0:
-            model.eval()  # the official code never switches back after its first attack
         x, y = batch.x, batch.y
-        everyone = torch.arange(len(y), device=y.device)
-        logits_nat = model(x)
+        train_mode_forward = model.training
+        logits_nat = model(x)  # train mode on each epoch's first batch in `code` mode too, as in the code
+        if self.code:
+            model.eval()  # the code's attack switches to eval and never back: the rest of the epoch runs in eval
         ce_nat = F.cross_entropy(logits_nat, y, reduction="none")
         self._loss_sum.index_add_(0, y, ce_nat.detach().float())
         self._loss_n.index_add_(0, y, torch.ones_like(ce_nat, dtype=torch.float))
-        zeta = characteristics(logits_nat, y, self.class_share, self.class_loss)
+        zeta = characteristics(logits_nat, y, self.class_share, self.class_loss)  # keeps its path to θ
         w_ce, w_kl = self.w_ce[y], self.w_kl[y]
+        meta_step = self.hp.direction == "learned" and (batch.step + 1) % self.meta_every == 0
+        if meta_step and self.code:
+            self._code_meta_step(model, optimizer, x, y, w_ce, w_kl)
         with torch.no_grad():
-            weights = self._weights(zeta)
+            weights = self._weights(zeta.detach())
         eps = self._bounds(model, x, y, weights)
-        adv_rows = everyone[weights[:, 0] > self.hp.min_weight]
-        anti_rows = everyone[weights[:, 1] > self.hp.min_weight]
+        everyone = torch.arange(len(y), device=y.device)
+        adv_rows = everyone[weights[:, 0] >= self.hp.min_weight]
+        anti_rows = everyone[weights[:, 1] >= self.hp.min_weight]
         x_adv, x_anti = adversaries(model, x, y, eps, self.ctx.step_size, self.ctx.attack_steps,
                                     adv_rows, anti_rows, self.hp.bn_mode)
         logits_adv, logits_anti = model(x_adv), model(x_anti)
-        kl = F.kl_div(F.log_softmax(logits_adv, 1), F.log_softmax(logits_nat[adv_rows], 1),
+        # KL target: the clean forward, or, on a code-mode epoch's train-mode first batch, the eval forward the
+        # code's loss takes after its attack
+        target = model(x) if self.code and train_mode_forward else logits_nat
+        kl = F.kl_div(F.log_softmax(logits_adv, 1), F.log_softmax(target[adv_rows], 1),
                       reduction="none", log_target=True).sum(1)
         ce_anti = F.cross_entropy(logits_anti, y[anti_rows], reduction="none")
-        if self.hp.direction == "learned" and (batch.step + 1) % self.meta_every == 0:
+        if meta_step and not self.code:  # Alg. 1: both attacks first (lines 4–11), then Ω (line 13)
             self._meta_step(model, optimizer, zeta, y, w_ce, w_kl, ce_nat, kl, ce_anti, adv_rows, anti_rows)
             with torch.no_grad():
-                weights = self._weights(zeta)
+                weights = self._weights(zeta.detach())
         loss = self._objective(w_ce, w_kl, weights, ce_nat, kl, ce_anti, adv_rows, anti_rows)
         adversary = weights[:, 0] >= 0.5
         self._adv_n.index_add_(0, y, adversary.float())
@@ -284,10 +302,38 @@ class CAAT(Method):
         return StepOutput(loss, seen, stats)
 
     def _meta_step(self, model, optimizer, zeta, y, w_ce, w_kl, ce_nat, kl, ce_anti, adv_rows, anti_rows) -> None:
-        """Ω ← Adam step on the meta loss at θ'(Ω) = one differentiable SGD step on the Ω-weighted loss."""
-        soft = self.net(zeta)
-        objective = self._objective(w_ce, w_kl, soft, ce_nat, kl, ce_anti, adv_rows, anti_rows)
-        stepped = sgd_lookahead(model, objective, optimizer)
+        """`paper` (Eqs. 9–10): θ'(Ω) = one differentiable SGD step on the Ω-weighted loss of this batch's own
+        adversaries, with ζ differentiable in θ; then Ω's step on the meta loss at θ'."""
+        objective = self._objective(w_ce, w_kl, self.net(zeta), ce_nat, kl, ce_anti, adv_rows, anti_rows)
+        self._omega_step(model, sgd_lookahead(model, objective, optimizer), y)
+
+    def _code_meta_step(self, model, optimizer, x, y, w_ce, w_kl) -> None:
+        """`code`: as the official code's pseudo model, a copy of θ (own BN buffers) takes a train-mode clean
+        forward (ζ and CE, differentiable in θ), draws fresh adversaries and anti-adversaries for every sample
+        in eval mode, and steps on their Ω-weighted loss (KL against its eval-mode clean forward); the meta
+        batch then runs at the stepped copy, in eval mode, with the BN statistics the pseudo forward left."""
+        pseudo = WithParams(model, dict(model.named_parameters()))
+        with model_mode(pseudo, True):
+            logits = pseudo(x)
+        ce_nat = F.cross_entropy(logits, y, reduction="none")
+        soft = self.net(characteristics(logits, y, self.class_share, self.class_loss))
+        everyone = torch.arange(len(y), device=y.device)
+        x_adv, x_anti = adversaries(pseudo, x, y, self.eps_for(y), self.ctx.step_size, self.ctx.attack_steps,
+                                    everyone, everyone, "eval")
+        with model_mode(pseudo, False):
+            kl = F.kl_div(F.log_softmax(pseudo(x_adv), 1), F.log_softmax(pseudo(x), 1), reduction="none",
+                          log_target=True).sum(1)
+            ce_anti = F.cross_entropy(pseudo(x_anti), y, reduction="none")
+        objective = self._objective(w_ce, w_kl, soft, ce_nat, kl, ce_anti, everyone, everyone)
+        self._omega_step(model, sgd_lookahead(model, objective, optimizer), y, pseudo.private_buffers)
+
+    def _omega_step(self, model, stepped, y, buffers=None) -> None:
+        """Ω ← Adam step on the meta loss (Eq. 10: CE, λ·KL and the anti-adversary's CE, all unweighted by Ω) of
+        a meta batch and its adversaries against the stepped parameters, in the model's current BN mode.
+
+        Grad-Based bound: the meta samples have no α, β of their own (Eq. 10 weighs both terms for each), so
+        Eq. 8 is undefined for them and they take the fixed ε (×`train_eps_scale`), as the paper gives nothing
+        else [deliberate]."""
         x_m, y_m = self.meta_batches.next()
         if self.code:  # the code reuses the training batch's class weights and budgets by position
             x_m, y_m, align = x_m[:len(y)], y_m[:len(y)], y[:len(y_m)]
@@ -295,9 +341,9 @@ class CAAT(Method):
             align = y_m
         eps_m = self.eps_for(align) if self.hp.bound != "grad" else torch.full_like(
             y_m, self.ctx.eps * self.eps_scale, dtype=x_m.dtype)
-        at_stepped = WithParams(model, stepped)
+        at_stepped = WithParams(model, stepped, buffers)
         m_rows = torch.arange(len(y_m), device=y_m.device)
-        fixed = WithParams(model, {k: v.detach() for k, v in stepped.items()})
+        fixed = WithParams(model, {k: v.detach() for k, v in stepped.items()}, buffers)
         x_adv_m, x_anti_m = adversaries(fixed, x_m, y_m, eps_m, self.ctx.step_size, self.ctx.attack_steps,
                                         m_rows, m_rows, self.hp.bn_mode)
         logits_m = at_stepped(x_m)

@@ -59,12 +59,16 @@ def forward_isolated(model: nn.Module, params: dict[str, torch.Tensor], x: torch
 
 class WithParams(nn.Module):
     """`model` evaluated at other parameters (and private copies of its buffers, so that train-mode BN
-    statistics of look-ahead forwards never reach the real model): an nn.Module attacks can run on."""
+    statistics of look-ahead forwards never reach the real model): an nn.Module attacks can run on.
+    `buffers` shares another such module's private buffers: a pseudo model stepped in place (CAAT's code,
+    MetaSGD) keeps the BN statistics its own train-mode forward left."""
 
-    def __init__(self, model: nn.Module, params: dict[str, torch.Tensor]):
+    def __init__(self, model: nn.Module, params: dict[str, torch.Tensor],
+                 buffers: dict[str, torch.Tensor] | None = None):
         super().__init__()
         self.model = model
-        self.tensors = {**params, **buffer_copies(model)}
+        self.private_buffers = buffer_copies(model) if buffers is None else buffers
+        self.tensors = {**params, **self.private_buffers}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.model, self.tensors, (x,), strict=False)

@@ -199,3 +199,61 @@ def test_bad_hyperparameters_are_refused(overrides, match):
 def test_a_run_without_the_validation_split_is_told_how_to_get_it():
     with pytest.raises(ValueError, match="--heldout bilaw"):
         build_method("bilaw_np", {}, _ctx(heldout=False))
+
+
+def _meta_step(overrides):
+    """(μ before, the hypergradient, μ after) of one `learned_weights` meta step on a tiny batch."""
+    method = build_method("bilaw", {"hidden": "5", **overrides}, _ctx())
+    model = _model().double()
+    method.learner.net.double()
+    (x_adv, y), (x_val_adv, y_val) = _data(10, torch.float64), _data(8, torch.float64, seed=1)
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    robust = F.cross_entropy(model(x_adv), y, reduction="none")
+    inputs = weight_inputs("margin_vector", model(x_adv), y).double()
+    before = [p.detach().clone() for p in method.learner.net.parameters()]
+    grads, _ = method.learner.hypergradient(model, opt, inputs, lambda w: (w * robust).sum(), x_val_adv, y_val,
+                                            "plain")
+    method.learned_weights(model, opt, inputs, lambda w: (w * robust).sum(), x_val_adv, y_val)
+    return before, grads, [p.detach() for p in method.learner.net.parameters()]
+
+
+def test_the_default_meta_step_is_alg1_line6_plain_gradient_step():
+    before, grads, after = _meta_step({"meta_lr": "0.5"})
+    for b, g, a in zip(before, grads, after):
+        torch.testing.assert_close(a, b - 0.5 * g, rtol=1e-12, atol=1e-15)
+
+
+def test_adam_stays_selectable_with_mwnets_weight_decay():
+    before, grads, after = _meta_step({"meta_opt": "adam", "meta_lr": "0.5"})
+    for b, g, a in zip(before, grads, after):  # Adam's first step: lr·ĝ/(|ĝ| + eps), ĝ = g + 1e-4·μ
+        g = g + 1e-4 * b
+        torch.testing.assert_close(a, b - 0.5 * g / (g.abs() + 1e-8), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["bilaw", "bilaw_trades"])
+def test_margin_on_clean_feeds_omega_the_clean_inputs_margin(name):
+    """Eq. 8: w_i = ω_μ(Δ_i) with Δ the margin of f_θ at x_i (μ frozen by meta_lr=0, so the loss shows w)."""
+    method = build_method(name, {"margin_on": "clean", "meta_lr": "0"}, _ctx())
+    torch.manual_seed(0)
+    model = _model()
+    x, y = _data(8)
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    torch.manual_seed(3)
+    out = method.loss(model, Batch(x, y, torch.arange(8), 0, 0), opt)
+    with torch.no_grad():
+        logits_clean = model(x)
+        w_clean = method.learner.net.weights(weight_inputs("margin_vector", logits_clean, y))
+        w_adv = method.learner.net.weights(weight_inputs("margin_vector", out.logits, y))
+        if name == "bilaw":
+            expected = (w_clean * F.cross_entropy(out.logits, y, reduction="none")).sum()
+        else:
+            expected = (F.cross_entropy(logits_clean, y)
+                        + 6 * (w_clean * F.kl_div(F.log_softmax(out.logits, 1), F.log_softmax(logits_clean, 1),
+                                                  reduction="none", log_target=True).sum(1)).sum())
+    assert not torch.allclose(w_clean, w_adv), "the test needs the clean and adversarial margins to differ"
+    torch.testing.assert_close(out.loss.detach(), expected)
+
+
+def test_margin_on_clean_is_refused_for_loss_inputs():
+    with pytest.raises(ValueError, match="margin_on='clean'.*'robust_loss'"):
+        build_method("bilaw", {"margin_on": "clean", "weight_input": "robust_loss"}, _ctx())

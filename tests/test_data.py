@@ -1,6 +1,7 @@
 """Data: loaders, registry, scenario generators (spec §1) and on-device batches/augmentation."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -275,3 +276,40 @@ def test_unaugmented_stream_returns_exact_images():
     stream = BatchStream(split, 4, "cpu", AugmentSpec.for_dataset(DATASETS.get("fmnist")), shuffle=False)
     x, _, idx = next(iter(stream.epoch(torch.Generator())))
     assert idx.tolist() == [0, 1, 2, 3] and torch.equal(x, split.x[:4].float() / 255)
+
+
+def _caat_code_draws(y: np.ndarray, seed: int, imbalance: int, ratio: float):
+    """CAAT's `build_dataloader` (NLT_CIFAR.py) transcribed step by step: seeded global RNG; shuffle the count
+    list; per class: shuffle, 300 → meta, the next n_c → train (class by class); flip2 matrix; one
+    `choice(C, p=T[y])` per training sample in that order. Returns (meta, train, noisy labels of train)."""
+    rng = np.random.RandomState(seed)
+    counts = [int(4700 / imbalance ** (c / 9)) for c in range(10)]
+    rng.shuffle(counts)
+    meta, train = [], []
+    for c in range(10):
+        idx = [i for i, label in enumerate(y) if label == c]
+        rng.shuffle(idx)
+        meta += idx[:300]
+        train += idx[300:][:counts[c]]
+    t = np.eye(10) * (1 - ratio)
+    rows = np.arange(10)
+    for i in range(10):
+        t[i][rng.choice(rows[rows != i], 2, replace=False)] = ratio / 2
+    labels = [rng.choice(10, p=t[y[i]]) for i in train]
+    return np.array(meta), np.array(train), np.array(labels)
+
+
+@pytest.mark.parametrize("imbalance", [1, 10])
+def test_caat_recipe_reproduces_the_codes_split_and_noisy_labels(synthetic, imbalance):
+    cfg = ScenarioConfig(heldout="caat_meta", imbalance=imbalance, lt_order="shuffled", noise="flip2",
+                         noise_ratio=0.2, seed=100)
+    s = build_scenario(synthetic, 10, cfg)
+    meta, train, labels = _caat_code_draws(synthetic.y.numpy(), 100, imbalance, 0.2)
+    order = np.argsort(train)
+    assert s.heldout_indices["meta"].tolist() == sorted(meta.tolist())
+    assert s.indices.tolist() == train[order].tolist() and s.train.y.tolist() == labels[order].tolist()
+    if imbalance == 10:
+        assert s.record["long_tail_counts"] == [784, 1012, 3639, 1307, 1689, 2817, 4700, 2181, 470, 607]
+    digest = hashlib.sha256(np.concatenate([s.heldout_indices["meta"].numpy(), s.indices.numpy(),
+                                            s.train.y.numpy()]).tobytes()).hexdigest()[:16]
+    assert digest == {1: "c30d925a664a4f34", 10: "16629dc33a34f18c"}[imbalance]  # pins the draws

@@ -74,6 +74,7 @@ def test_paper_profile_carries_the_papers_settings():
     assert set(uiat.final_attacks) == {"clean", "pgd20", "cw", "aa"}
     svhn = t1["SVHN/ResNet-18/UIAT (One-off)"].config
     assert svhn.epochs == 30 and math.isclose(svhn.step_size, 1 / 255) and dict(svhn.hp) == {"lam": "3.0"}
+    assert math.isclose(svhn.eval_step_size, 2 / 255) and uiat.eval_step_size is None  # PGD-20 step 2/255 (§4.2)
     assert dict(t1["CIFAR-10/ResNet-18/MART"].config.hp) == {"beta": "5.0"}
     helper, hat = t1["CIFAR-100/ResNet-18/helper"], t1["CIFAR-100/ResNet-18/HAT"]
     assert (helper.config.method, helper.config.epochs, helper.config.select) == ("natural", 50, "clean")

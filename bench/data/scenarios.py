@@ -1,8 +1,11 @@
 """Training-set scenarios of the papers (spec §1): held-out meta/validation sets, long tail, label noise.
 
-Applied in that order to the training split, all from one numpy RandomState(seed) consumed sequentially
-(as in CAAT's code), so a scenario is fixed by its config alone. Held-out sets are carved out first and
-stay clean and balanced; the test set is never touched.
+Held-out sets are carved out first and stay clean and balanced; the test set is never touched. All draws
+come from one numpy RandomState(seed) in the order of CAAT's code (`NLT_CIFAR.build_dataloader`), so the
+same seed gives its index lists and labels: (1) the long-tail count list is shuffled (`lt_order=shuffled`),
+(2) each class's indices are shuffled, class by class (caat_meta, bilaw), (3) the transition matrix is drawn
+(flip1/flip2) and (4) one noisy label per kept sample, over the kept indices class by class in their
+shuffled order. The training split itself is stored in dataset order.
 """
 from __future__ import annotations
 
@@ -75,42 +78,51 @@ class Scenario:
     record: dict[str, Any]  # JSON-ready: what was actually built
 
 
+def heldout_taken(cfg: ScenarioConfig, class_sizes: list[int]) -> list[int]:
+    """How many samples of each class the held-out split takes (before any draw: the long tail needs it first)."""
+    kind, k = cfg.heldout, cfg.heldout_per_class
+    if kind is None:
+        taken = [0] * len(class_sizes)
+    elif kind == "cfa_val":  # 2% of each class (CFA code)
+        taken = [k if k is not None else round(0.02 * n) for n in class_sizes]
+    elif kind in ("frl_meta", "caat_meta"):  # 300 per class (FRL, CAAT codes)
+        taken = [300 if k is None else k] * len(class_sizes)
+    else:  # bilaw: two disjoint balanced sets
+        taken = [2 * (max(1, 1000 // len(class_sizes)) if k is None else k)] * len(class_sizes)
+    for c, (n, have) in enumerate(zip(taken, class_sizes)):
+        if n > have:
+            raise ValueError(f"heldout={kind!r} takes {n} samples of class {c}, which has only {have}")
+    return taken
+
+
 def heldout_split(y: np.ndarray, num_classes: int, cfg: ScenarioConfig,
                   rng: np.random.RandomState) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
     """(remaining indices per class, in the order later steps take them from; held-out index sets)."""
     by_class = [np.flatnonzero(y == c) for c in range(num_classes)]
-    kind, k = cfg.heldout, cfg.heldout_per_class
+    kind = cfg.heldout
+    taken = heldout_taken(cfg, [len(i) for i in by_class])
     if kind is None:
         return by_class, {}
     if kind == "cfa_val":  # first 2% of each class in dataset order (CFA code)
-        ks = [k if k is not None else round(0.02 * len(i)) for i in by_class]
-        _check_room(kind, by_class, ks)
-        return [i[n:] for i, n in zip(by_class, ks)], {"val": np.concatenate([i[:n] for i, n in zip(by_class, ks)])}
+        return ([i[n:] for i, n in zip(by_class, taken)],
+                {"val": np.concatenate([i[:n] for i, n in zip(by_class, taken)])})
+    k = taken[0]
     if kind == "frl_meta":  # last k of each class in dataset order: 4700–4999 for CIFAR (FRL code)
-        k = 300 if k is None else k
-        _check_room(kind, by_class, [k] * num_classes)
         return [i[:len(i) - k] for i in by_class], {"meta": np.concatenate([i[len(i) - k:] for i in by_class])}
     for i in by_class:  # caat_meta, bilaw: seeded per-class shuffle, class by class (CAAT code)
         rng.shuffle(i)
     if kind == "caat_meta":
-        k = 300 if k is None else k
-        _check_room(kind, by_class, [k] * num_classes)
         return [i[k:] for i in by_class], {"meta": np.concatenate([i[:k] for i in by_class])}
-    k = max(1, 1000 // num_classes) if k is None else k  # bilaw: two disjoint balanced sets
-    _check_room(kind, by_class, [2 * k] * num_classes)
+    k //= 2  # bilaw: two disjoint balanced sets
     return [i[2 * k:] for i in by_class], {"val_meta": np.concatenate([i[:k] for i in by_class]),
                                            "val_stop": np.concatenate([i[k:2 * k] for i in by_class])}
-
-
-def _check_room(kind: str, by_class: list[np.ndarray], taken: list[int]) -> None:
-    for c, (i, n) in enumerate(zip(by_class, taken)):
-        if n > len(i):
-            raise ValueError(f"heldout={kind!r} takes {n} samples of class {c}, which has only {len(i)}")
 
 
 def long_tail_counts(cfg: ScenarioConfig, available: list[int], rng: np.random.RandomState) -> list[int]:
     """Training samples per class; `available` when balanced (imbalance 1)."""
     if cfg.imbalance == 1:
+        if cfg.lt_order == "shuffled":  # CAAT's code (imbalanced_factor=1) shuffles its equal counts: same draws
+            rng.shuffle(list(available))
         return list(available)
     c = len(available)
     if c < 2:
@@ -135,12 +147,15 @@ def build_scenario(train: Split, num_classes: int, cfg: ScenarioConfig) -> Scena
     if len(y) and not 0 <= y.min() <= y.max() < num_classes:
         raise ValueError(f"labels span {y.min()}..{y.max()}, outside 0..{num_classes - 1}")
     rng = np.random.RandomState(cfg.seed)
+    sizes = np.bincount(y, minlength=num_classes)
+    counts = long_tail_counts(cfg, [int(n - k) for n, k in zip(sizes, heldout_taken(cfg, sizes.tolist()))], rng)
     pools, held = heldout_split(y, num_classes, cfg, rng)
-    counts = long_tail_counts(cfg, [len(p) for p in pools], rng)
-    keep = np.sort(np.concatenate([p[:n] for p, n in zip(pools, counts)]))
-    clean = y[keep]
+    drawn = np.concatenate([p[:n] for p, n in zip(pools, counts)])  # class by class, as the labels are drawn
     t = transition_matrix(cfg.noise, cfg.noise_ratio, num_classes, rng) if cfg.noise else None
-    noisy = resample_labels(clean, t, rng) if t is not None else clean
+    noisy_drawn = resample_labels(y[drawn], t, rng) if t is not None else y[drawn]
+    order = np.argsort(drawn, kind="stable")
+    keep, noisy = drawn[order], noisy_drawn[order]
+    clean = y[keep]
 
     dev = train.y.device
 

@@ -10,6 +10,9 @@ validation split [P]; CCM warm-up 10 epochs [C]; λ₁ AT 0.5 / TRADES 0.3 / FAT
 Checkpoint "best": highest PGD-10 accuracy + worst-class accuracy on the test set among the epochs of the
 second half, tracked separately for the trained model and its EMA/FAWA average; +EMA/+CFA rows report the
 averaged model (`best_ema`, `best_fawa`, `last_ema`, `last_fawa`).
+Training set: every row trains on the 98% left by the 2% validation split, used or not ("train on the rest of
+98% samples", §5.1), so rows differ only in their method; FRL's rows hold out their own code's meta split
+(last 300 per class) instead, which their constraints need.
 
 Figures 2–7 are drawn in `bench.experiments.cfa_figures` (imported at the end); fig1 is closed form.
 """
@@ -90,7 +93,7 @@ def run_config(row: str, profile: str, data: str = "CIFAR-10", seed: int = 0,
     overrides.update(hp)
     dataset, model = DATASETS[data]
     return RunConfig(method=method, hp=tuple(sorted(overrides.items())), dataset=dataset, seed=seed,
-                     scenario=ScenarioConfig(heldout=required_heldout(method)),
+                     scenario=ScenarioConfig(heldout=required_heldout(method) or "cfa_val"),
                      **{"model": model, **COMMON, **settings})
 
 
