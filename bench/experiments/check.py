@@ -34,6 +34,16 @@ class ClaimCheck(NamedTuple):
     judgement: Judgement  # on our numbers
     published: Judgement  # on the paper's numbers
 
+    def deciding(self) -> str:
+        """The comparison that decided the verdict, with its numbers ('' when none was made)."""
+        contradicted = self.verdict == CONTRADICTED
+        part = (self.published if contradicted else self.judgement).worst()
+        return "" if part is None else f"{'published' if contradicted else 'ours'}: {part.text()}"
+
+
+def _se(se: float) -> str:
+    return "" if math.isnan(se) else f" ± {se:.1f}"
+
 
 @dataclass
 class TableCheck:
@@ -65,25 +75,22 @@ class TableCheck:
         out = [f"{self.experiment.id} [{self.profile}]: {self.verdict}",
                f"  cells: {self.measured} of {self.cells} measured; {len(self.outside)} outside ±{self.tolerance:g} "
                f"points by more than 2 se, {len(self.undecided)} not distinguishable from the bound ({judged})"]
-        out += [f"    ⚠ {row} | {col}: ours {ours:.1f} ± {se:.1f}, published {pub:g} ({ours - pub:+.1f})"
+        out += [f"    ⚠ {row} | {col}: ours {ours:.1f}{_se(se)}, published {pub:g} ({ours - pub:+.1f})"
                 for row, col, ours, pub, se in self.outside]
         counts = {v: sum(1 for c in self.claims if c.verdict == v) for v in CLAIM_VERDICTS}
         out.append("  claims: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
         for c in self.claims:
             out.append(f"    {c.verdict:<12} {c.claim.id}: {c.claim.text()}")
-            shown = c.published if c.verdict == CONTRADICTED else c.judgement
-            decisive = shown.worst()
-            if decisive is not None:
-                source = "published" if c.verdict == CONTRADICTED else "ours"
-                out.append(f"{'':<17}{source}: {decisive.text()}")
+            if c.deciding():
+                out.append(f"{'':<17}{c.deciding()}")
         return out
 
     def markdown(self) -> str:
         lines = ["", f"**Check ({self.profile}): {self.verdict}.** {self.measured} of {self.cells} cells measured, "
                      f"{len(self.outside)} outside ±{self.tolerance:g} points."]
         if self.claims:
-            lines += ["", "| claim | verdict |", "|---|---|"]
-            lines += [f"| {c.claim.text()} | {c.verdict} |" for c in self.claims]
+            lines += ["", "| claim | statement | verdict | deciding comparison |", "|---|---|---|---|"]
+            lines += [f"| {c.claim.id} | {c.claim.text()} | {c.verdict} | {c.deciding()} |" for c in self.claims]
         return "\n".join(lines) + "\n"
 
 
