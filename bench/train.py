@@ -49,6 +49,13 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def machine(device: torch.device) -> dict[str, Any]:
+    """What a run's numbers depend on beyond its config: the thread count changes the order of CPU float sums
+    (so the last digits of every metric), the device and torch version change the kernels."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return {"device": str(device), "device_name": name, "threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
 def attack_budget(cfg: RunConfig, info: DatasetInfo) -> tuple[float, float]:
     """(ε, step). The datasets' defaults are L∞ ones, so an ℓ2 run gives ε (RunConfig checks) and its step
     defaults to ε/4, the ratio of every dataset's L∞ default and of BiLAW's recipe."""
@@ -206,6 +213,7 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
                          "dataset_note": "cifar10-jpeg is CIFAR-10 re-encoded as JPEG (q75), not cifar10"
                          if cfg.dataset == "cifar10-jpeg" else None,
                          "init_from": None if init is None else init.source},
+            "machine": machine(rt.device),
         })
         atomic.write_json(run.path / "scenario.json", scenario.record)
 
@@ -257,7 +265,7 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
                 optimizer.step()
                 schedule.step()
                 meter.add(out.loss, out.logits, y, out.stats)
-            record = {"epoch": epoch, "lr": epoch_lr, **meter.summary()}
+            record = {"epoch": epoch, "lr": epoch_lr, "threads": torch.get_num_threads(), **meter.summary()}
             record.update(method.on_epoch_end(model, epoch, record["train_class_acc"]))
             record["train_seconds"] = time.time() - began
             if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:

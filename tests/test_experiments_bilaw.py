@@ -1,5 +1,5 @@
 """BiLAW's tables and figures: the planned grids follow the paper's recipe, cells sit where the paper prints them,
-claims hold on the published numbers, the BiLAW methods record the weight statistics the figures read, and
+claims cover the tables, the BiLAW methods record the weight statistics the figures read, and
 smoke runs fill cells and figures."""
 import dataclasses
 import math
@@ -126,14 +126,10 @@ def test_ablations_change_one_hyperparameter_of_table2s_bilaw_trades_run(profile
             assert run.config.scenario == reference.scenario and run.config.model == reference.model
 
 
-def test_claims_name_published_cells_and_hold_on_the_published_numbers():
-    published = load_published("bilaw").set_index(["table", "row", "column"])["value"]
+def test_claims_cover_the_tables_the_paper_makes_statements_about():  # judged in tests/test_claims.py
     claims = load_claims("bilaw")
     assert len(claims) >= 10
     assert {c.table for c in claims} == {"table1", "table2", "table3", "table6", "table7", "table8"}
-    for claim in claims:
-        values = {cell: published[(claim.table, *cell)] for cell in (claim.lhs, claim.rhs)}
-        assert claim.verdict(values) == "held", claim.id
 
 
 # -- what the BiLAW methods record ---------------------------------------------------------------------------

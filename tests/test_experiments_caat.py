@@ -130,14 +130,9 @@ def test_fast_and_smoke_shorten_the_schedule_but_keep_the_methods():
             assert s.config.scenario.noise == p.config.scenario.noise
 
 
-def test_the_published_claims_hold_on_the_published_numbers():
-    published = load_published("caat")
+def test_claims_cover_the_tables_the_paper_makes_statements_about():  # judged in tests/test_claims.py
     claims = load_claims("caat")
-    assert len(claims) >= 10
-    for claim in claims:
-        table = published[published["table"] == claim.table]
-        values = {(r.row, r.column): r.value for r in table.itertuples()}
-        assert claim.verdict(values) == "held", claim.id
+    assert len(claims) >= 10 and {c.table for c in claims} == {"table1", "table2", "table3", "table4"}
 
 
 # -- CAAT's recorded series (Figs. 3–4) -------------------------------------------------------------------------

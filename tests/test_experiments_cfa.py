@@ -1,5 +1,5 @@
 """CFA's tables and figures: the planned grids follow the paper's recipe, cells sit where the paper prints them
-and read the right checkpoint, claims hold on the published numbers, and smoke runs fill cells and figures."""
+and read the right checkpoint, claims cover the tables, and smoke runs fill cells and figures."""
 import dataclasses
 import math
 
@@ -131,13 +131,9 @@ def test_figure_sweep_points_equal_to_table_rows_are_the_same_runs():
     assert _config("fig5_cfa", "CIFAR-10/AT + CCM λ=0.3").hp_dict["ccm.lam1"] == "0.3"
 
 
-def test_claims_name_published_cells_and_hold_on_the_published_numbers():
-    published = load_published("cfa").set_index(["table", "row", "column"])["value"]
+def test_claims_cover_the_tables_the_paper_makes_statements_about():  # judged in tests/test_claims.py
     claims = load_claims("cfa")
     assert len(claims) >= 10 and {c.table for c in claims} == {"table1", "table2", "table3", "table4"}
-    for claim in claims:
-        values = {cell: published[(claim.table, *cell)] for cell in (claim.lhs, claim.rhs)}
-        assert claim.verdict(values) == "held", claim.id
 
 
 # -- smoke runs ----------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pandas as pd
 
 from bench import atomic
 from bench.experiments.base import Experiment, PlannedRun
-from bench.experiments.stats import STATS, in_unit
+from bench.experiments.stats import STATS, in_unit, se_in_unit, seeds_se
 from bench.published import load_published
 from bench.store import RunStore
 
@@ -30,8 +30,8 @@ def group_runs(planned: list[PlannedRun]) -> dict[str, list[PlannedRun]]:
 
 def collect(experiment: Experiment, store: RunStore, profile: str,
             substitutions: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """One row per cell: row, column, unit, ours (mean over finished seeds), ours_std, seeds, published,
-    published_std, diff (ours − published), status, runs."""
+    """One row per cell: row, column, unit, ours (mean over finished seeds), ours_std, ours_se (its standard
+    error: bench.experiments.stats), seeds, published, published_std, diff (ours − published), status, runs."""
     groups = group_runs(experiment.runs(profile, substitutions))
     published = load_published(experiment.paper)
     published = published[published["table"] == experiment.table].set_index(["row", "column"])
@@ -39,7 +39,7 @@ def collect(experiment: Experiment, store: RunStore, profile: str,
     for cell in experiment.cells():
         pub = published.loc[(cell.row, cell.column)]
         runs = groups[cell.run]
-        values, states, run_ids = [], [], []
+        values, ses, states, run_ids = [], [], [], []
         for run in runs:
             if run.config is None:
                 states.append(f"not runnable: {run.why}")
@@ -54,10 +54,12 @@ def collect(experiment: Experiment, store: RunStore, profile: str,
                     states[-1] = f"{cell.stat} under {cell.attack} at {cell.checkpoint} not measured"
                 else:
                     values.append(in_unit(measured, pub["unit"]))
+                    ses.append(se_in_unit(measured, pub["unit"]))
         ours = mean(values) if values else math.nan
         records.append({
             "row": cell.row, "column": cell.column, "unit": pub["unit"], "ours": ours,
-            "ours_std": stdev(values) if len(values) > 1 else math.nan, "seeds": len(values),
+            "ours_std": stdev(values) if len(values) > 1 else math.nan, "ours_se": seeds_se(values, ses),
+            "seeds": len(values),
             "published": pub["value"], "published_std": pub["std"], "diff": ours - pub["value"],
             "status": _status(values, states), "runs": " ".join(run_ids),
         })
