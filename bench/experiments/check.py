@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from bench.audit import excluded, flagged_cells
 from bench.experiments.base import Experiment
 from bench.experiments.claims import Claim, claims_for
 
@@ -28,6 +29,7 @@ class TableCheck:
     cells: int = 0
     measured: int = 0
     outside: list[tuple[str, str, float, float]] = field(default_factory=list)  # row, column, ours, published
+    unjudged: list[tuple[str, str, str]] = field(default_factory=list)  # row, column, why: the audit flagged it
     claims: list[tuple[Claim, str]] = field(default_factory=list)
 
     @property
@@ -45,17 +47,22 @@ class TableCheck:
         judged = "judged" if self.profile == "paper" else "indicative at this profile"
         out = [f"{self.experiment.id} [{self.profile}]: {self.verdict}",
                f"  cells: {self.measured} of {self.cells} measured; {len(self.outside)} outside ±{self.tolerance:g} "
-               f"points ({judged})"]
+               f"points ({judged}){self._unjudged_text()}"]
         out += [f"    ⚠ {row} | {col}: ours {ours:.1f}, published {pub:g} ({ours - pub:+.1f})"
                 for row, col, ours, pub in self.outside]
+        out += [f"    not judged {row} | {col}: {why}" for row, col, why in self.unjudged]
         counts = {v: sum(1 for _, verdict in self.claims if verdict == v) for v in ("held", "refuted", "not testable")}
         out.append(f"  claims: {counts['held']} held, {counts['refuted']} refuted, {counts['not testable']} not testable")
         out += [f"    {verdict:<12} {claim.id}: {claim.text()}" for claim, verdict in self.claims]
         return out
 
+    def _unjudged_text(self) -> str:
+        return f", {len(self.unjudged)} not judged (published value flagged by `bench audit`)" if self.unjudged else ""
+
     def markdown(self) -> str:
         lines = ["", f"**Check ({self.profile}): {self.verdict}.** {self.measured} of {self.cells} cells measured, "
-                     f"{len(self.outside)} outside ±{self.tolerance:g} points."]
+                     f"{len(self.outside)} outside ±{self.tolerance:g} points"
+                     f"{self._unjudged_text()}."]
         if self.claims:
             lines += ["", "| claim | verdict |", "|---|---|"]
             lines += [f"| {claim.text()} | {verdict} |" for claim, verdict in self.claims]
@@ -66,12 +73,16 @@ def check_table(experiment: Experiment, cells: pd.DataFrame, profile: str) -> Ta
     """Judge a table's collected cells (bench.experiments.render.collect) against the published values."""
     result = TableCheck(experiment, profile, TOLERANCE[profile], cells=len(cells))
     values = {}
+    flags = flagged_cells(experiment.paper, experiment.table)
     for r in cells.itertuples():
         if math.isnan(r.ours):
             continue
         result.measured += 1
         values[(r.row, r.column)] = r.ours
-        if r.unit in JUDGED_UNITS and abs(r.ours - r.published) > result.tolerance:
+        found = flags.get((r.row, r.column), [])
+        if excluded(found):  # the published number itself is in doubt: shown, not judged
+            result.unjudged.append((r.row, r.column, "; ".join(f"{f.rule}: {f.detail}" for f in found)))
+        elif r.unit in JUDGED_UNITS and abs(r.ours - r.published) > result.tolerance:
             result.outside.append((r.row, r.column, r.ours, r.published))
     result.claims = [(claim, claim.verdict(values)) for claim in claims_for(experiment.paper, experiment.table)]
     return result
