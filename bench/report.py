@@ -38,7 +38,9 @@ class TableStatus:
         e, c = self.experiment, self.check
         flags = f"{self.flags} ({self.unjudged} not judged)" if self.flags else "0"
         if c is None:
-            return f"| {e.id} | – | 0 of {len(e.cells())} | not run | – | {flags} | – |"
+            rendered = STATUS_FILE.parent / f"{e.id}.md"  # a table committed from runs that are not here
+            where = f"`tables/{e.id}.md` rendered from runs not in store or ledger" if rendered.exists() else "–"
+            return f"| {e.id} | – | 0 of {len(e.cells())} | not run | – | {flags} | {where} |"
         claims = Counter(verdict for _, verdict in c.claims)
         source = ", ".join(f"{where} ({n} runs)" for where, n in sorted(self.sources.items()))
         return (f"| {e.id} | {self.profile} | {c.measured} of {c.cells} | {c.verdict} | "
