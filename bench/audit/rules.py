@@ -21,6 +21,7 @@ from bench.audit.roles import ATTACKED, adversarially_trained, method
 from bench.registry import Registry
 
 Cell = tuple[str, str]  # (row, column) as in tables/published/<paper>.csv
+Finding = tuple[str, tuple[Cell, ...], str]  # what a rule yields: table, cells, detail (a Flag without its rule)
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,8 @@ class Rule:
 RULES: Registry[Rule] = Registry("audit rule")
 
 
-def rule(name: str, excludes: bool = True) -> Callable[[Callable[[pd.DataFrame], Iterator[Flag]]], Rule]:
-    def add(fn: Callable[[pd.DataFrame], Iterator[Flag]]) -> Rule:
+def rule(name: str, excludes: bool = True) -> Callable[[Callable[[pd.DataFrame], Iterator[Finding]]], Rule]:
+    def add(fn: Callable[[pd.DataFrame], Iterator[Finding]]) -> Rule:
         def check(cells: pd.DataFrame) -> list[Flag]:
             return [Flag(name, *finding) for finding in fn(cells)]
         return RULES.register(name)(Rule(check, excludes, " ".join((fn.__doc__ or "").split())))
@@ -58,16 +59,16 @@ OUTLIER_FLOOR = 2.0  # points: the smallest spread assumed, so a tight column do
 MIN_PEERS = 4
 
 
-def _settings(cells: pd.DataFrame) -> Iterator[tuple[str, str, dict[tuple[str, str], pd.Series]]]:
-    """(table, row, {(metric, aggregate): cell}) for every row within one column group."""
+def _settings(cells: pd.DataFrame) -> dict[tuple[str, str, str], dict[tuple[str, str], pd.Series]]:
+    """(table, row, column group) → {(metric, aggregate): cell}: one model's numbers in one setting."""
     known = cells[cells["metric"].notna()]
-    for (table, row, _), setting in known.groupby(["table", "row", "group"], sort=False):
-        yield table, row, {(c["metric"], c["aggregate"]): c for _, c in setting.iterrows()}
+    return {key: {(c["metric"], c["aggregate"]): c for _, c in setting.iterrows()}
+            for key, setting in known.groupby(["table", "row", "group"], sort=False)}
 
 
-def _exceeds(high: pd.Series, low: pd.Series, key: str = "acc") -> bool:
-    """high[key] > low[key] beyond what rounding of both printed values allows."""
-    return high[key] - low[key] > high["slack"] + low["slack"] + 1e-9
+def _exceeds(high: pd.Series, low: pd.Series) -> bool:
+    """high's accuracy > low's beyond what rounding of both printed values allows."""
+    return high["acc"] - low["acc"] > high["slack"] + low["slack"] + 1e-9
 
 
 def _cells(*cells: pd.Series) -> tuple[Cell, ...]:
@@ -75,10 +76,10 @@ def _cells(*cells: pd.Series) -> tuple[Cell, ...]:
 
 
 @rule("triple_average_sum")
-def triple_average_sum(cells: pd.DataFrame) -> Iterator[tuple]:
+def triple_average_sum(cells: pd.DataFrame) -> Iterator[Finding]:
     """FRL/CAAT error triple: average robust error = average natural + average boundary error (the decomposition of
     Zhang et al. 2019 that CAAT §1 and FRL use; boundary error counts correctly classified points only)."""
-    for table, _, s in _settings(cells):
+    for (table, _, _), s in _settings(cells).items():
         parts = [s.get((m, "avg")) for m in ("nat", "bdy", "rob")]
         if any(p is None for p in parts):
             continue
@@ -89,9 +90,9 @@ def triple_average_sum(cells: pd.DataFrame) -> Iterator[tuple]:
 
 
 @rule("triple_worst_bound")
-def triple_worst_bound(cells: pd.DataFrame) -> Iterator[tuple]:
+def triple_worst_bound(cells: pd.DataFrame) -> Iterator[Finding]:
     """Per class robust = natural + boundary error, so worst robust ≤ worst natural + worst boundary."""
-    for table, _, s in _settings(cells):
+    for (table, _, _), s in _settings(cells).items():
         parts = [s.get((m, "worst")) for m in ("nat", "bdy", "rob")]
         if any(p is None for p in parts):
             continue
@@ -102,21 +103,21 @@ def triple_worst_bound(cells: pd.DataFrame) -> Iterator[tuple]:
 
 
 @rule("gap_is_clean_minus_attacked")
-def gap_is_clean_minus_attacked(cells: pd.DataFrame) -> Iterator[tuple]:
+def gap_is_clean_minus_attacked(cells: pd.DataFrame) -> Iterator[Finding]:
     """A gap column equals clean − attacked accuracy of the same row."""
-    for table, _, s in _settings(cells):
+    for (table, _, _), s in _settings(cells).items():
         gap, clean, attacked = s.get(("gap", "avg")), s.get(("clean", "avg")), s.get(("pgd", "avg"))
         if gap is None or clean is None or attacked is None:
             continue
-        if abs(clean["value"] - attacked["value"] - gap["value"]) > gap["slack"] + clean["slack"] + attacked["slack"]:
+        if abs(clean["value"] - attacked["value"] - gap["value"]) > gap["slack"] + clean["slack"] + attacked["slack"] + 1e-9:
             yield table, _cells(clean, attacked, gap), (f"clean {clean['value']:g} − pgd {attacked['value']:g} = "
                                                         f"{clean['value'] - attacked['value']:.2f} ≠ gap {gap['value']:g}")
 
 
 @rule("attacked_at_most_clean")
-def attacked_at_most_clean(cells: pd.DataFrame) -> Iterator[tuple]:
+def attacked_at_most_clean(cells: pd.DataFrame) -> Iterator[Finding]:
     """Accuracy under attack ≤ clean accuracy of the same model, class average or worst class."""
-    for table, _, s in _settings(cells):
+    for (table, _, _), s in _settings(cells).items():
         for (metric, aggregate), attacked in s.items():
             clean = s.get(("clean" if metric != "rob" else "nat", aggregate))
             if metric in ATTACKED and clean is not None and _exceeds(attacked, clean):
@@ -125,9 +126,9 @@ def attacked_at_most_clean(cells: pd.DataFrame) -> Iterator[tuple]:
 
 
 @rule("autoattack_at_most_pgd_cw")
-def autoattack_at_most_pgd_cw(cells: pd.DataFrame) -> Iterator[tuple]:
+def autoattack_at_most_pgd_cw(cells: pd.DataFrame) -> Iterator[Finding]:
     """AutoAttack accuracy ≤ PGD and CW accuracy of the same model (AA is the stronger attack)."""
-    for table, _, s in _settings(cells):
+    for (table, _, _), s in _settings(cells).items():
         for aggregate in ("avg", "worst", "worst20"):
             aa = s.get(("aa", aggregate))
             for weaker in ("pgd", "cw"):
@@ -137,9 +138,9 @@ def autoattack_at_most_pgd_cw(cells: pd.DataFrame) -> Iterator[tuple]:
 
 
 @rule("worst_at_most_average")
-def worst_at_most_average(cells: pd.DataFrame) -> Iterator[tuple]:
+def worst_at_most_average(cells: pd.DataFrame) -> Iterator[Finding]:
     """Worst-class accuracy ≤ mean of the worst 20% of classes ≤ class average (errors the other way)."""
-    for table, _, s in _settings(cells):
+    for (table, _, _), s in _settings(cells).items():
         for metric in {m for m, _ in s} - {"gap"}:
             chain = [s[(metric, a)] for a in ("worst", "worst20", "avg") if (metric, a) in s]
             for low, high in combinations(chain, 2):
@@ -149,7 +150,7 @@ def worst_at_most_average(cells: pd.DataFrame) -> Iterator[tuple]:
 
 
 @rule("peer_outlier")
-def peer_outlier(cells: pd.DataFrame) -> Iterator[tuple]:
+def peer_outlier(cells: pd.DataFrame) -> Iterator[Finding]:
     """A value far outside its column's peers (same table, dataset and column): robust z-score > 5,
     the spread being 1.4826·MAD of the peers but at least 2 points."""
     judged = cells[cells["acc"].notna() & cells["metric"].notna()]
@@ -168,17 +169,8 @@ def peer_outlier(cells: pd.DataFrame) -> Iterator[tuple]:
                                             f"z = {(cell['value'] - centre) / spread:+.1f})")
 
 
-def _units(cells: pd.DataFrame) -> dict[tuple[str, str, str], dict[tuple[str, str], pd.Series]]:
-    """(table, row, column group) → {(metric, aggregate): cell} for rows with ≥ 2 cells of known metric."""
-    units = {}
-    known = cells[cells["metric"].notna()]
-    for key, unit in known.groupby(["table", "row", "group"], sort=False):
-        if len(unit) >= 2:
-            units[key] = {(c["metric"], c["aggregate"]): c for _, c in unit.iterrows()}
-    return units
-
-
 def _same_numbers(a: dict, b: dict) -> list[tuple[str, str]] | None:
+    """The (metric, aggregate) keys two settings share, if ≥ 2, covering the smaller one, and all equal."""
     shared = sorted(set(a) & set(b))
     if len(shared) < 2 or len(shared) < min(len(a), len(b)):
         return None
@@ -191,9 +183,9 @@ def _numbers(unit: dict, keys: list[tuple[str, str]]) -> str:
 
 
 @rule("repeated_row_in_table")
-def repeated_row_in_table(cells: pd.DataFrame) -> Iterator[tuple]:
+def repeated_row_in_table(cells: pd.DataFrame) -> Iterator[Finding]:
     """Two rows of one table print the same numbers in a column group: one of them is a copy."""
-    units = _units(cells)
+    units = {key: unit for key, unit in _settings(cells).items() if len(unit) >= 2}
     for (ka, a), (kb, b) in combinations(units.items(), 2):
         if ka[0] == kb[0] and ka[2] == kb[2] and ka[1] != kb[1] and (shared := _same_numbers(a, b)):
             yield ka[0], _cells(*(a[k] for k in shared), *(b[k] for k in shared)), (
@@ -202,9 +194,9 @@ def repeated_row_in_table(cells: pd.DataFrame) -> Iterator[tuple]:
 
 
 @rule("repeated_row_across_tables", excludes=False)
-def repeated_row_across_tables(cells: pd.DataFrame) -> Iterator[tuple]:
+def repeated_row_across_tables(cells: pd.DataFrame) -> Iterator[Finding]:
     """A row of one table reprinted in another under another name (same metrics, same numbers)."""
-    units = _units(cells)
+    units = {key: unit for key, unit in _settings(cells).items() if len(unit) >= 2}
     for (ka, a), (kb, b) in combinations(units.items(), 2):
         if ka[0] != kb[0] and method(ka[1]) != method(kb[1]) and (shared := _same_numbers(a, b)):
             numbers = _numbers(a, shared)
