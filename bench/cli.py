@@ -8,6 +8,7 @@ from collections import Counter
 from typing import Any, Sequence
 
 from bench.cli_grid import add_grid_commands, add_runtime_flags, comma_list
+from bench.cli_verdict import add_verdict_commands
 from bench.config import RunConfig
 from bench.data.scenarios import ScenarioConfig
 from bench.hparams import parse_pairs
@@ -25,6 +26,9 @@ EPILOG = """examples:
   python -m bench table table1_bilaw --profile fast
   python -m bench figures fig1_caat fig1_cfa
   python -m bench check --profile fast
+  python -m bench audit bilaw
+  python -m bench ledger add table1_bilaw --profile fast --runs-dir runs
+  python -m bench report
 """
 
 
@@ -305,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_status)
 
     add_grid_commands(sub, store)
+    add_verdict_commands(sub, store)
     return p
 
 

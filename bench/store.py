@@ -3,6 +3,7 @@
     <root>/<run_id>/config.json     the full config, its overrides and resolved method hyperparameters
                     scenario.json   per-class counts, noise transition actually applied
                     records.jsonl   one JSON line per finished epoch
+                    environment.jsonl  commit, torch, device, precision, threads of each training attempt
                     last.pt         everything needed to resume (written atomically every epoch)
                     best.pt         model weights of the selected epoch, with the selection rule
                     result.json     final evaluation of the best and last checkpoints

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench import atomic
+from bench import atomic, environment
 from bench.config import RunConfig
 from bench.data import DATASETS, DatasetInfo, Split, load_dataset
 from bench.data.batches import AugmentSpec, BatchStream
@@ -246,6 +246,7 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
         _set_rng_state(ckpt["rng"], data_gen)
         start, best = ckpt["epoch"] + 1, ckpt["best"]
     run.truncate_records(start)
+    environment.record(run.path, rt.device)  # this attempt's commit, device, precision, threads
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if rt.cuda else contextlib.nullcontext())
 
     with run.heartbeat():

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from bench.audit import excluded, flagged_cells
 from bench.experiments.base import Experiment
 from bench.experiments.claims import CONTRADICTED, Claim, Judgement, claims_for, published_values
 from bench.experiments.stats import NOT_DISTINGUISHABLE, Accepted, judge
@@ -55,6 +56,7 @@ class TableCheck:
     outside: list[tuple[str, str, float, float, float]] = field(default_factory=list)  # row, col, ours, pub, se
     undecided: list[tuple[str, str, float, float, float]] = field(default_factory=list)  # within 2 se of the bound
     claims: list[ClaimCheck] = field(default_factory=list)
+    unjudged: list[tuple[str, str, str]] = field(default_factory=list)  # row, column, why: the audit flagged it
 
     @property
     def verdict(self) -> str:
@@ -74,9 +76,10 @@ class TableCheck:
         judged = "judged" if self.profile == "paper" else "indicative at this profile"
         out = [f"{self.experiment.id} [{self.profile}]: {self.verdict}",
                f"  cells: {self.measured} of {self.cells} measured; {len(self.outside)} outside ±{self.tolerance:g} "
-               f"points by more than 2 se, {len(self.undecided)} not distinguishable from the bound ({judged})"]
+               f"points by more than 2 se, {len(self.undecided)} not distinguishable from the bound ({judged}){self._unjudged_text()}"]
         out += [f"    ⚠ {row} | {col}: ours {ours:.1f}{_se(se)}, published {pub:g} ({ours - pub:+.1f})"
                 for row, col, ours, pub, se in self.outside]
+        out += [f"    not judged {row} | {col}: {why}" for row, col, why in self.unjudged]
         counts = {v: sum(1 for c in self.claims if c.verdict == v) for v in CLAIM_VERDICTS}
         out.append("  claims: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
         for c in self.claims:
@@ -85,9 +88,13 @@ class TableCheck:
                 out.append(f"{'':<17}{c.deciding()}")
         return out
 
+    def _unjudged_text(self) -> str:
+        return f", {len(self.unjudged)} not judged (published value flagged by `bench audit`)" if self.unjudged else ""
+
     def markdown(self) -> str:
         lines = ["", f"**Check ({self.profile}): {self.verdict}.** {self.measured} of {self.cells} cells measured, "
-                     f"{len(self.outside)} outside ±{self.tolerance:g} points."]
+                     f"{len(self.outside)} outside ±{self.tolerance:g} points"
+                     f"{self._unjudged_text()}."]
         if self.claims:
             lines += ["", "| claim | statement | verdict | deciding comparison |", "|---|---|---|---|"]
             lines += [f"| {c.claim.id} | {c.claim.text()} | {c.verdict} | {c.deciding()} |" for c in self.claims]
@@ -98,13 +105,17 @@ def check_table(experiment: Experiment, cells: pd.DataFrame, profile: str) -> Ta
     """Judge a table's collected cells (bench.experiments.render.collect) against the published values."""
     result = TableCheck(experiment, profile, TOLERANCE[profile], cells=len(cells))
     values, ses = {}, {}
+    flags = flagged_cells(experiment.paper, experiment.table)
     for r in cells.to_dict("records"):
         if math.isnan(r["ours"]):
             continue
         result.measured += 1
         se = r.get("ours_se", math.nan)
         values[(r["row"], r["column"])], ses[(r["row"], r["column"])] = r["ours"], se
-        if r["unit"] in JUDGED_UNITS:
+        found = flags.get((r["row"], r["column"]), [])
+        if excluded(found):  # the published number itself is in doubt: shown, not judged
+            result.unjudged.append((r["row"], r["column"], "; ".join(f"{f.rule}: {f.detail}" for f in found)))
+        elif r["unit"] in JUDGED_UNITS:
             band = Accepted(r["published"] - result.tolerance, r["published"] + result.tolerance, closed=True)
             cell = judge(r["ours"], se, band)
             if cell != "held":

@@ -13,9 +13,11 @@ from typing import Mapping
 import pandas as pd
 
 from bench import atomic
+from bench.audit import excluded, flagged_cells
 from bench.experiments.base import Experiment, PlannedRun
 from bench.experiments.stats import STATS, in_unit, se_in_unit, seeds_se
 from bench.published import load_published
+from bench.ledger import Ledger
 from bench.store import RunStore
 
 MISSING_ORDER = ("running", "failed", "crashed", "not run")  # the reason shown when no seed of a cell has finished
@@ -29,9 +31,12 @@ def group_runs(planned: list[PlannedRun]) -> dict[str, list[PlannedRun]]:
 
 
 def collect(experiment: Experiment, store: RunStore, profile: str,
-            substitutions: Mapping[str, str] | None = None) -> pd.DataFrame:
+            substitutions: Mapping[str, str] | None = None, ledger: Ledger | None = None) -> pd.DataFrame:
     """One row per cell: row, column, unit, ours (mean over finished seeds), ours_std, ours_se (its standard
-    error: bench.experiments.stats), seeds, published, published_std, diff (ours − published), status, runs."""
+    error: bench.experiments.stats), seeds, published, published_std, diff (ours − published), status, runs,
+    source (store / ledger: where the finished runs were read; a run not finished in the store is read from the
+    reproduction ledger, by default tables/results/)."""
+    ledger = Ledger() if ledger is None else ledger
     groups = group_runs(experiment.runs(profile, substitutions))
     published = load_published(experiment.paper)
     published = published[published["table"] == experiment.table].set_index(["row", "column"])
@@ -39,7 +44,7 @@ def collect(experiment: Experiment, store: RunStore, profile: str,
     for cell in experiment.cells():
         pub = published.loc[(cell.row, cell.column)]
         runs = groups[cell.run]
-        values, ses, states, run_ids = [], [], [], []
+        values, ses, states, run_ids, sources = [], [], [], [], []
         for run in runs:
             if run.config is None:
                 states.append(f"not runnable: {run.why}")
@@ -47,8 +52,12 @@ def collect(experiment: Experiment, store: RunStore, profile: str,
             run_dir = store.run_dir(run.config)
             run_ids.append(run_dir.path.name)
             state = run_dir.status()
+            recorded = None if state == "done" else ledger.run(run_dir.path.name)
+            if recorded is not None:
+                run_dir, state = recorded, "done"
             states.append("not run" if state == "new" else state)
             if state == "done":
+                sources.append("store" if recorded is None else "ledger")
                 measured = STATS.get(cell.stat)(run_dir, cell)
                 if measured is None:
                     states[-1] = f"{cell.stat} under {cell.attack} at {cell.checkpoint} not measured"
@@ -61,7 +70,7 @@ def collect(experiment: Experiment, store: RunStore, profile: str,
             "ours_std": stdev(values) if len(values) > 1 else math.nan, "ours_se": seeds_se(values, ses),
             "seeds": len(values),
             "published": pub["value"], "published_std": pub["std"], "diff": ours - pub["value"],
-            "status": _status(values, states), "runs": " ".join(run_ids),
+            "status": _status(values, states), "runs": " ".join(run_ids), "source": "+".join(sorted(set(sources))),
         })
     return pd.DataFrame.from_records(records)
 
@@ -122,6 +131,10 @@ def to_markdown(experiment: Experiment, cells: pd.DataFrame, profile: str,
     reasons = [status for status in dict.fromkeys(cells["status"]) if status != "done"]
     marks = {status: chr(ord("a") + i) if i < 26 else str(i) for i, status in enumerate(reasons)}
     text = {(r["row"], r["column"]): cell_text(r, tolerance, marks) for _, r in cells.iterrows()}
+    flags = flagged_cells(experiment.paper, experiment.table)
+    for cell, found in flags.items():  # the audit doubts the published number: marked, and said why below
+        if cell in text:
+            text[cell] += " ‡" if excluded(found) else " †"
     done = int(cells["ours"].notna().sum())
     units = ", ".join(sorted(set(cells["unit"])))
     tol = "" if tolerance is None else f"; ⚠ marks |ours − published| > {tolerance:g} points"
@@ -135,6 +148,10 @@ def to_markdown(experiment: Experiment, cells: pd.DataFrame, profile: str,
     lines += [f"| {row} | " + " | ".join(text.get((row, col), "") for col in columns) + " |" for row in rows]
     if marks:
         lines += ["", *[f"[{mark}] {status}  " for status, mark in marks.items()]]
+    if flags:
+        lines += ["", "Published values flagged by `python -m bench audit` (‡: not judged by `check`; †: shown and "
+                      "judged):", *[f"- {row} | {col}: " + "; ".join(f"{f.rule}: {f.detail}" for f in found)
+                                    for (row, col), found in flags.items() if (row, col) in text]]
     return "\n".join(lines) + "\n"
 
 
