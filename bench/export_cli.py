@@ -63,7 +63,7 @@ def _robustbench(args: argparse.Namespace, store: RunStore) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     arch = export_robustbench(run, args.checkpoint, out)
     print(f"{out}: {args.checkpoint} checkpoint of {run.path.name} as RobustBench {arch}; "
-          f"evaluate it with: python -m bench eval --weights {out} --arch {arch}")
+          f"evaluate it with: python -m bench eval --weights {out} --arch {arch} --dataset {run.config().dataset}")
     return out
 
 

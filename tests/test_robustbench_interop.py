@@ -107,7 +107,7 @@ def test_export_then_eval_weights_round_trip(tmp_path, monkeypatch, capsys):
     run_id = next((tmp_path / "runs").iterdir()).name
     out = tmp_path / "rb.pt"
     assert main([*runs, "export", run_id, "--format", "robustbench", "--checkpoint", "last", "--out", str(out)]) == 0
-    assert f"--weights {out} --arch PreActResNet-18-V2" in capsys.readouterr().out
+    assert f"--weights {out} --arch PreActResNet-18-V2 --dataset cifar10-jpeg" in capsys.readouterr().out
 
     from robustbench.model_zoo.architectures.resnet import PreActBlockV2, PreActResNet
 
