@@ -109,6 +109,9 @@ def test_export_then_eval_weights_round_trip(tmp_path, monkeypatch, capsys):
     assert main([*runs, "export", run_id, "--format", "robustbench", "--checkpoint", "last", "--out", str(out)]) == 0
     assert f"--weights {out} --arch PreActResNet-18-V2 --dataset cifar10-jpeg" in capsys.readouterr().out
 
+    from bench.attacks.autoattack import install_robustbench_alias
+
+    install_robustbench_alias()  # `import robustbench` needs it
     from robustbench.model_zoo.architectures.resnet import PreActBlockV2, PreActResNet
 
     theirs = PreActResNet(PreActBlockV2, [2, 2, 2, 2], bn_before_fc=True).eval()
