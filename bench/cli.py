@@ -11,6 +11,8 @@ from bench.cli_grid import add_grid_commands, add_runtime_flags, comma_list
 from bench.cli_verdict import add_verdict_commands
 from bench.config import RunConfig
 from bench.data.scenarios import ScenarioConfig
+from bench.eval_weights import add_weights_flags
+from bench.export_cli import add_export_command
 from bench.hparams import parse_pairs
 from bench.registry import UnknownNameError
 
@@ -228,6 +230,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from bench.store import RunStore
     from bench.train import resolve_device
 
+    if args.weights is not None:
+        from bench.eval_weights import evaluate_weights
+
+        out = evaluate_weights(args)
+        print(f"{args.weights} [{args.arch}]  " + " | ".join(_attack_cell(a, v) for a, v in out["attacks"].items()))
+        return 0
+    if args.run is None:
+        raise ValueError("name a stored run, or give --weights FILE --arch NAME")
     run = RunStore(args.runs_dir).open(args.run)
     out = evaluate_stored(run, args.checkpoint, comma_list(args.attacks), args.aa_n, resolve_device(args.device),
                           args.data_root)
@@ -242,6 +252,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     from bench.store import RunStore
 
     store = RunStore(args.runs_dir)
+    if args.json:
+        from bench.status_json import status_document
+
+        print(status_document(store))
+        return 0
     rows = [(run, run.status(), last_job(run.path)) for run in store.runs()]
     if not rows:
         print(f"no runs under {store.root}")
@@ -298,18 +313,21 @@ def build_parser() -> argparse.ArgumentParser:
     tp.set_defaults(func=cmd_train)
 
     ep = sub.add_parser("eval", help="evaluate a stored run's checkpoint with chosen attacks", parents=[store])
-    ep.add_argument("run", help="run folder or run id (a unique prefix is enough)")
+    ep.add_argument("run", nargs="?", help="run folder or run id (a unique prefix is enough)")
     ep.add_argument("--checkpoint", choices=["best", "last"], default="best")
     ep.add_argument("--attacks", default="clean,pgd20", help="comma list (see `list attacks`)")
     ep.add_argument("--aa-n", type=int, default=None, help="AutoAttack on the first N test images")
     add_runtime_flags(ep)
+    add_weights_flags(ep)
     ep.set_defaults(func=cmd_eval)
 
     sp = sub.add_parser("status", help="every stored run: done, running, failed, crashed or new (and cluster jobs: SLURM state, log)", parents=[store])
+    sp.add_argument("--json", action="store_true", help="one JSON document: counts and every run's state, epochs, job")
     sp.set_defaults(func=cmd_status)
 
     add_grid_commands(sub, store)
     add_verdict_commands(sub, store)
+    add_export_command(sub, store)
     return p
 
 

@@ -34,7 +34,9 @@ def evaluate_stored(run: RunDir, checkpoint: str, attacks: tuple[str, ...], aa_n
                             norm=cfg.norm)
     out_file = run.path / f"eval-{checkpoint}.json"
     merged = json.loads(out_file.read_text()) if out_file.exists() else {}
+    attacks = {**merged.get("attacks", {}), **result["attacks"]}  # earlier attacks stay beside the new ones
     merged.update(result)
+    merged["attacks"] = attacks
     merged["epoch"] = ckpt["epoch"]
     atomic.write_json(out_file, merged)
     return result

@@ -28,6 +28,7 @@ from bench.models import build_model
 from bench.progress import progress
 from bench.schedules import build_schedule, milestones
 from bench.store import RunDir
+from bench.tensorboard_log import TensorBoardLog
 from methods import Batch, MethodContext, build_method, check_norm, required_heldout, resolved_hparams
 
 
@@ -249,7 +250,7 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
     environment.record(run.path, rt.device)  # this attempt's commit, device, precision, threads
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if rt.cuda else contextlib.nullcontext())
 
-    with run.heartbeat():
+    with run.heartbeat(), TensorBoardLog(run.path, start) as board:
         for epoch in progress(range(start, cfg.epochs), desc=run.path.name, total=cfg.epochs - start, leave=True):
             began = time.time()
             epoch_lr = optimizer.param_groups[0]["lr"]  # the lr this epoch starts at (the schedule steps per batch)
@@ -287,6 +288,7 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
                             atomic.torch_save(best_path(run, name), {"model": m.state_dict(), "epoch": epoch,
                                                                      "rule": _rule(cfg)})
             run.append_record(record)
+            board.log(record)
             atomic.torch_save(run.last_ckpt, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                 "method": method.state_dict(), "rng": _rng_state(data_gen), "epoch": epoch, "best": best,

@@ -5,7 +5,9 @@ of width 16k/32k/64k (strides 1,2,2), BN+ReLU, global average pool, linear — a
 weights N(0, 2/(k²·out)), BN weight 1 / bias 0, linear bias 0. They differ only in how depth maps to
 blocks per stage: TRADES uses (depth−4)/6 (WRN-34-10 → 5), Madry's code (depth−2)/6 (WRN-32-10 → 5),
 so WRN-34-10 and WRN-32-10 are the same architecture under two names. TRADES's code also builds an
-unused `sub_block1`; it never runs, so it is left out (load official TRADES checkpoints non-strictly).
+unused `sub_block1`; it never runs, so it is left out. The parameter names differ from TRADES's and
+RobustBench's (block1.0 vs block1.layer.0, head vs fc, ...): bench/robustbench_interop.py translates
+them, so checkpoints move both ways through RobustBench's own WideResNet with strict=True.
 """
 from __future__ import annotations
 
