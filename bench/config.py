@@ -62,6 +62,9 @@ class RunConfig:
         for name in ("train_limit", "eval_n", "aa_n", "final_n"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be ≥ 1, or None for the whole split")
+        if any(m < 1 for m in self.milestones):
+            raise ValueError(f"milestones={list(self.milestones)}: each must be an epoch ≥ 1 (a milestone at 0 "
+                             "would start training at lr·gamma; lower --lr instead)")
         if self.attack_steps < 0:
             raise ValueError(f"attack_steps={self.attack_steps} must be ≥ 0")
         if self.norm not in ("linf", "l2"):
