@@ -1,4 +1,4 @@
-"""BiLAW (spec §4.16): adversarial training whose per-sample weights are learned on a validation set.
+"""BiLAW (BiLAW §3): adversarial training whose per-sample weights are learned on a validation set.
 
 * `bilaw`: Σ_i w_i CE(f(x_i^adv), y_i) with w_i = ω_μ(Δ_i)/Σ_j ω_μ(Δ_j), Δ the multi-class margin on x^adv.
 * `bilaw_trades`: mean_i CE(f(x_i), y_i) + β Σ_i w_i KL(p(x_i) ‖ p(x_i^adv)), TRADES attack (uniform w = TRADES).
@@ -8,7 +8,7 @@ Each step (Alg. 1): validation adversaries (PGD-CE, init U) are made against the
 look-ahead θ̃ on the weighted loss; μ takes one Adam step on ∂L_val(θ̃)/∂μ; the real loss uses the weights of
 the updated μ (no grad) and reuses the training forward, from which the margin is read as well.
 
-[AMBIG] choices, each an hparam with the spec's default: `lookahead` "plain" (MW-Net: SGD at the current lr
+[AMBIG] choices, each an hparam with the bench's default: `lookahead` "plain" (MW-Net: SGD at the current lr
 without momentum/wd) or "optimizer" (the run's SGD step); `weight_input` (Δ on x^adv, detached, read off
 the train-mode training forward); Adam(`meta_lr` 1e-3, `meta_weight_decay` 1e-4) for μ; bilaw_trades'
 validation loss = robust CE; training attack `init` U (bilaw, bilaw_np) / T (bilaw_trades) and `bn_mode`
@@ -21,7 +21,7 @@ for a fixed subset of training samples, clean and adversarial (`methods.bilaw_we
 5, 6).
 
 Cost: the validation PGD costs as much as the training one, so a step costs about twice a TRADES step.
-`val_attack_steps` (−1 = the run's attack_steps, as the spec says) lowers it at the price of weaker
+`val_attack_steps` (−1 = the run's attack_steps, as BiLAW's Alg. 1 says) lowers it at the price of weaker
 validation adversaries (tiny-CNN on CPU: ≈2× TRADES at 10 steps, ≈1.6× at 5, ≈1.4× at 3).
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""CAAT (Zhou, Yang & Wu 2023; spec §4.13): adversaries and anti-adversaries, chosen per sample by a
+"""CAAT (Zhou, Yang & Wu 2023, CAAT §3): adversaries and anti-adversaries, chosen per sample by a
 meta-learned weighting network, on top of FRL's class-wise fairness weights.
 
 Each sample gets weights [α, β] = softmax(f_Ω(ζ)/τ) from six training characteristics ζ of its clean forward
@@ -13,7 +13,7 @@ normalised by the batch maximum, so ε_i ∈ [0.9ε, 1.9ε]) or `fixed`. Ablatio
 I = `direction=adversarial bound=fixed`, II = `direction=adversarial bound=remargin`, III = `bound=fixed`,
 IV = the default (`direction=learned bound=remargin`).
 
-Fidelity (`--fidelity`, spec §4.13 [C]): `paper` runs the meta step every batch, tracks ζ6 (last epoch's
+Fidelity (`--fidelity`, Zhou, Yang & Wu 2023, CAAT §3 [C]): `paper` runs the meta step every batch, tracks ζ6 (last epoch's
 class loss), trains with BN in train mode and ε as given. `code` reproduces the official code: meta step every
 50 batches, training ε ×1.25 (10/255 for 8/255), ζ6 frozen at 5.0, BN frozen in eval mode after each epoch's
 first batch, and the meta batch borrowing the training batch's class weights and budgets by position. Not

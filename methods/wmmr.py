@@ -1,10 +1,10 @@
-"""WMMR (Zeng et al. 2021, weighted minimax risk; spec §4.8): CE weighted by exp(−α·margin).
+"""WMMR (Zeng et al. 2021, weighted minimax risk): CE weighted by exp(−α·margin).
 
 m_i = p_y(x_i^adv) − max_{j≠y} p_j(x_i^adv) is the softmax margin; L = mean_i exp(−α·m_i)·CE(f(x_i^adv), y_i).
 As in the code [C], the weights are neither normalised nor detached: the gradient also flows through m, pushing
 margins up. The adversary (BN in train mode, as in the code) ascends the same weighted objective with m taken on
 the current iterate, so its input gradient has the extra term CE·∇exp(−α·m) — `attack_loss="ce"` drops it
-(plain CE-PGD, close for α = 0.1) [AMBIG: the spec's default keeps the exact objective]. α = 0.1 is BiLAW's
+(plain CE-PGD, close for α = 0.1) [AMBIG: the bench's default keeps the exact objective]. α = 0.1 is BiLAW's
 α_train; WMMR's α_test only concerns its own evaluation.
 """
 from __future__ import annotations

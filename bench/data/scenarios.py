@@ -1,4 +1,4 @@
-"""Training-set scenarios of the papers (spec §1): held-out meta/validation sets, long tail, label noise.
+"""Training-set scenarios of the papers (CAAT §4.1, FRL §5, CFA §5.1, BiLAW §5.1): held-out meta/validation sets, long tail, label noise.
 
 Applied in that order to the training split, all from one numpy RandomState(seed) consumed sequentially
 (as in CAAT's code), so a scenario is fixed by its config alone. Held-out sets are carved out first and

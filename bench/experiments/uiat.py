@@ -1,12 +1,12 @@
-"""UIAT's tables (Dong et al. 2023; spec §4.3–4.5, §4.14, §4.15, §5). Figures: bench/experiments/uiat_figures.py.
+"""UIAT's tables (Dong et al. 2023, §3–4 and Tables 1–6). Figures: bench/experiments/uiat_figures.py.
 
 Multi-step recipe [P, §4.1, App. A.2]: ResNet-18, 100 epochs (SVHN 30), batch 128, SGD with Nesterov momentum 0.9,
 wd 5e-4, "cyclic" lr with max 0.1 = HAT's OneCycleLR (pct_start 0.25, per batch) [AMBIG], PGD-10 training
 adversaries at ε = 8/255 with step 2/255 (SVHN 1/255), no normalisation layer (HAT's code, which UIAT builds on);
 λ = 3.5 (SVHN 3.0). Evaluation: natural, PGD-20, CW∞ (HAT's: κ = 0, 40 steps, step 0.01) and standard AutoAttack
-on the full test set. Cells read the last checkpoint [AMBIG, spec §4.14]; the best-PGD-20 one (HAT's rule) is
+on the full test set. Cells read the last checkpoint [AMBIG, Dong et al. 2023, UIAT §3]; the best-PGD-20 one (HAT's rule) is
 stored beside it. Baselines run under the same recipe [AMBIG]: TRADES β = 6, MART β = 5, HAT β = 2.5, γ = 0.5, h = 2
-with a naturally trained helper (50 epochs on every data set, best clean test accuracy, spec §4.1). One seed (the
+with a naturally trained helper (50 epochs on every data set, best clean test accuracy, natural training). One seed (the
 paper gives none).
 
 Profiles: `fast` keeps every grid at 12–17 % of the epochs (12 of 100, SVHN 5 of 30, single-step 5 of 30, helpers 6
@@ -46,7 +46,7 @@ DATASETS = {"CIFAR-10": "cifar10", "CIFAR-100": "cifar100", "SVHN": "svhn"}
 METHODS = {"SAT": "pgd_at", "TRADES": "trades", "MART": "mart", "HAT": "hat", "IAT": "iat", "UIAT": "uiat",
            "UIAT (One-off)": "uiat_oneoff"}
 INVERSE_METHODS = ("iat", "uiat", "uiat_oneoff")
-METHOD_DEFAULTS = {"mart": {"beta": 5.0}}  # MART's ResNet-18 value (spec §4.4 [AMBIG])
+METHOD_DEFAULTS = {"mart": {"beta": 5.0}}  # MART's ResNet-18 value (Wang et al. 2020 [AMBIG])
 METRICS = {"Natural": "clean", "PGD": "pgd20", "CW": "cw", "AA": "aa"}
 
 
@@ -84,7 +84,7 @@ def recipe(profile: str, method: str, dataset: str = "cifar10", model: str = "re
 
 
 def helper_run(profile: str, key: str, dataset: str = "cifar10", model: str = "resnet18") -> PlannedRun:
-    """HAT's naturally trained helper (spec §4.1): 50 epochs of the same recipe, best clean test accuracy."""
+    """HAT's naturally trained helper (HAT's code): 50 epochs of the same recipe, best clean test accuracy."""
     return PlannedRun(key, recipe(profile, "natural", dataset, model, length="helper", attack_steps=0,
                                   eval_attacks=("clean",), select="clean", final_attacks=("clean",)))
 
@@ -123,7 +123,7 @@ TABLE1 = register(Experiment(
     id="table1_uiat", paper="uiat", table="table1",
     title="UIAT Table 1: ResNet-18, CIFAR-10 / CIFAR-100 / SVHN, natural / PGD-20 / CW / AA accuracy (%)",
     plan=plan_table1, cells=cells_table1,
-    notes="Last checkpoint [AMBIG]. MART β = 5 and the baselines under UIAT's recipe [AMBIG, spec §4.4/§4.14]. "
+    notes="Last checkpoint [AMBIG]. MART β = 5 and the baselines under UIAT's recipe [AMBIG, Wang et al. 2020; Dong et al. 2023, UIAT §3]. "
           "SVHN: PGD-20 and CW use the run's step 1/255 (the paper's PGD-20 step is 2/255) because the bench ties "
           "the evaluation step to the training step."))
 
@@ -222,7 +222,7 @@ TABLE4 = register(Experiment(
 # ---- Table 5: single-step AT with and without +UIAT ----------------------------------------------------------
 
 TABLE5_EPS = (6, 8, 10)
-SINGLE_STEP = {  # row → method, max lr, normalisation layer (spec §4.15)
+SINGLE_STEP = {  # row → method, max lr, normalisation layer (UIAT §4.4 and Table 5)
     "N-FGSM": ("nfgsm", 0.2, True), "RS-FGSM": ("rs_fgsm", 0.2, True), "GradAlign": ("gradalign", 0.3, False)}
 SINGLE_STEP_ATTACKS = ("clean", "pgd20", "aa")
 
@@ -257,7 +257,7 @@ TABLE5 = register(Experiment(
     plan=plan_table5, cells=cells_table5,
     notes="PRN-18 variant A for all three [AMBIG]; 30 epochs, triangular cyclic lr (peak at 2/5) with max 0.2 "
           "(RS-FGSM, N-FGSM; normalisation layer as their codes) or 0.3 (GradAlign, no normalisation); +UIAT: "
-          "λ = 3.5, T′ = 0.8·epochs, CE-only universal step [AMBIG, spec §4.15], ε′ = α′ = 4/255 at every ε as the "
+          "λ = 3.5, T′ = 0.8·epochs, CE-only universal step [AMBIG, UIAT §4.4 and Table 5], ε′ = α′ = 4/255 at every ε as the "
           "paper states it. Last checkpoint (no early stop: "
           "RS-FGSM at 10/255 is expected to overfit catastrophically). Time(s) is read from the ε = 8/255 runs."))
 
@@ -286,6 +286,6 @@ TABLE6 = register(Experiment(
     id="table6_uiat", paper="uiat", table="table6",
     title="UIAT Table 6: ablation of UAG / FR / IAM, ResNet-18 on CIFAR-10, natural / PGD-20 / AA accuracy (%)",
     plan=plan_table6, cells=cells_table6,
-    notes="Row 1 is instance-wise IAT with β = 0 and no momentum (spec §4.14); row 5 is Table 1's UIAT run."))
+    notes="Row 1 is instance-wise IAT with β = 0 and no momentum (Dong et al. 2023, UIAT §3); row 5 is Table 1's UIAT run."))
 
 from bench.experiments import uiat_figures  # noqa: E402,F401  (registers the figures)
