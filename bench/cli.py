@@ -53,30 +53,34 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--normalize", action="store_true", help="put the dataset's mean/std layer in the model")
     g.add_argument("--no-augment", action="store_true", help="train without the dataset's crop/flip augmentation")
     g.add_argument("--fidelity", choices=["paper", "code"], default=d.fidelity,
-                   help="follow the paper text or reproduce the official code's quirks (spec §0)")
-    g.add_argument("--seed", type=int, default=d.seed)
+                   help="follow the paper text, or reproduce the official code's documented quirks where they differ "
+                        "(CAAT's code: meta step every 50 batches, ε ×1.25, frozen BN; see the method's docstring)")
+    g.add_argument("--seed", type=int, default=d.seed,
+                   help="seed of the weights, batch order, augmentation and attacks' random starts (part of the run id)")
     g.add_argument("--init-from", default=None, metavar="RUN_ID",
                    help="start from the final weights of this finished run of the same run store (a hot start to "
                         "fine-tune; not its optimiser state); default: a fresh initialisation")
     o = p.add_argument_group("optimisation")
-    o.add_argument("--epochs", type=int, default=d.epochs)
-    o.add_argument("--batch-size", type=int, default=d.batch_size)
+    o.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
+    o.add_argument("--batch-size", type=int, default=d.batch_size, help="training minibatch size")
     o.add_argument("--train-limit", type=int, default=None, help="train on the first N training images only (smoke runs)")
     o.add_argument("--lr", type=float, default=d.lr, help="initial (piecewise) or peak (onecycle, cyclic) lr")
-    o.add_argument("--momentum", type=float, default=d.momentum)
-    o.add_argument("--nesterov", action="store_true")
+    o.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
+    o.add_argument("--nesterov", action="store_true", help="Nesterov momentum (UIAT's and HAT's recipe)")
     o.add_argument("--weight-decay", type=float, default=d.weight_decay, help="applied to all parameters")
     o.add_argument("--schedule", default=d.schedule, help="piecewise, onecycle, cyclic, cosine or constant")
-    o.add_argument("--milestones", type=int, nargs="*", default=list(d.milestones),
-                   help="piecewise: epochs where lr is multiplied by --gamma (default: 50%% and 75%% of training)")
-    o.add_argument("--gamma", type=float, default=d.gamma)
+    o.add_argument("--milestones", type=int, nargs="*", default=None,
+                   help="piecewise: epochs (≥ 1) where lr is multiplied by --gamma (default: 50%% and 75%% of "
+                        "training, never epoch 0: a 1-epoch run trains at --lr)")
+    o.add_argument("--gamma", type=float, default=d.gamma, help="piecewise: lr factor at each milestone")
     a = p.add_argument_group("training attack")
     a.add_argument("--norm", choices=["linf", "l2"], default=d.norm,
                    help="threat model of the training and evaluation attacks (l2: needs --eps)")
     a.add_argument("--eps", type=float, default=None,
                    help="budget in pixel units (default: the dataset's L∞ one; required with --norm l2)")
     a.add_argument("--step-size", type=float, default=None, help="attack step (default: the dataset's; l2: eps/4)")
-    a.add_argument("--attack-steps", type=int, default=d.attack_steps)
+    a.add_argument("--attack-steps", type=int, default=d.attack_steps,
+                   help="iterations of the training attack (PGD-K); evaluation attacks have their own (pgd20: 20)")
     e = p.add_argument_group("evaluation")
     e.add_argument("--eval-every", type=int, default=d.eval_every, help="epochs between per-epoch evaluations")
     e.add_argument("--eval-attacks", default=",".join(d.eval_attacks), help="per-epoch evaluations (comma list)")
@@ -90,7 +94,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="'best' maximises accuracy, or accuracy + worst-class accuracy (CFA's rule)")
     e.add_argument("--select-after", type=float, default=d.select_after,
                    help="only epochs after this fraction of training can be 'best' (CFA: 0.5)")
-    s = p.add_argument_group("data scenario (spec §1; the counts and noise applied go to scenario.json)")
+    s = p.add_argument_group("data scenario (the papers' held-out, long-tail and label-noise settings; the counts "
+                             "and noise applied go to scenario.json)")
     for field, flag, text in SCENARIO_FLAGS:
         default = next(f.default for f in dataclasses.fields(ScenarioConfig) if f.name == field)
         s.add_argument(flag, dest=f"scenario_{field}", default=None, metavar=field.upper(),
@@ -121,6 +126,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The run config; a method that needs a held-out split gets its default `--heldout` kind if none is given."""
     from methods import canonical_name, required_heldout
 
+    for flag, names in (("--eval-attacks", args.eval_attacks), ("--final-attacks", args.final_attacks),
+                        ("--select", args.select)):
+        _check_attacks(flag, comma_list(names))
     scenario = _scenario(args)
     if scenario.heldout is None and required_heldout(args.method) is not None:
         scenario = dataclasses.replace(scenario, heldout=required_heldout(args.method))
@@ -129,7 +137,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         model=args.model, normalize=args.normalize, augment=not args.no_augment, epochs=args.epochs,
         train_limit=args.train_limit,
         batch_size=args.batch_size, lr=args.lr, momentum=args.momentum, nesterov=args.nesterov,
-        weight_decay=args.weight_decay, schedule=args.schedule, milestones=tuple(args.milestones),
+        weight_decay=args.weight_decay, schedule=args.schedule, milestones=tuple(args.milestones or ()),
         gamma=args.gamma, norm=args.norm, eps=args.eps, step_size=args.step_size, eval_step_size=args.eval_step_size,
         attack_steps=args.attack_steps,
         seed=args.seed,
@@ -138,6 +146,18 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         select_score=args.select_score, select_after=args.select_after, fidelity=args.fidelity,
         scenario=scenario, init_from=args.init_from,
     )
+
+
+def _check_attacks(flag: str, names: tuple[str, ...]) -> None:
+    """Unknown attack names, refused under the flag that gave them (before RunConfig compares --select with
+    --eval-attacks, which would blame the wrong flag)."""
+    from bench.evaluate import EVAL_ATTACKS
+
+    for name in names:
+        try:
+            EVAL_ATTACKS.get(name)
+        except UnknownNameError as err:
+            raise ValueError(f"{flag}: {err}") from None
 
 
 def validate(cfg: RunConfig) -> None:
@@ -198,13 +218,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     validate(cfg)
+    runtime = Runtime(resolve_device(args.device), args.data_root)
     run = RunStore(args.runs_dir).run_dir(cfg)
     state = run.status()
     if state == "running":
         print(f"{run.path} is being trained by another process (fresh heartbeat); not starting it twice.")
         return 1
     print(f"run {run.path} ({'already done' if state == 'done' else 'new' if state == 'new' else f'resuming ({state})'})")
-    result = train_run(cfg, run, Runtime(resolve_device(args.device), args.data_root))
+    result = train_run(cfg, run, runtime)
     print(format_result(result))
     return 0
 

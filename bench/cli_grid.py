@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-PROFILE_HELP = "paper (the papers' settings), fast (short schedules, AA on a subset) or smoke (tests); default fast"
+PROFILE_HELP = ("paper (the papers' settings), fast (short schedules, AA on a subset), smoke (tests), or a table's "
+                "own: quick (table1_bilaw: plain, AT and BiLAW on F-MNIST in a few minutes on 2 CPU cores); default fast")
 
 
 def add_runtime_flags(p: argparse.ArgumentParser) -> None:
@@ -58,10 +59,10 @@ def add_grid_commands(sub: argparse._SubParsersAction, store: argparse.ArgumentP
     add_runtime_flags(rp)
     rp.set_defaults(func=cmd_run)
 
-    tp = sub.add_parser("table", parents=[store], help="render tables from stored runs only (tables/<id>.md, .tex, .csv)")
+    tp = sub.add_parser("table", parents=[store], help="render tables from stored runs only (tables/<profile>/<id>.md, .tex, .csv)")
     tp.add_argument("experiments", nargs="*", help="table ids (default: every table)")
     _add_plan_flags(tp)
-    tp.add_argument("--out", default="tables", help="output folder (default tables/)")
+    tp.add_argument("--out", default="tables", help="output folder; tables go to OUT/<profile>/ (default tables/)")
     tp.set_defaults(func=cmd_table)
 
     fp = sub.add_parser("figures", parents=[store], help="draw figures from stored runs (figures/<id>.png and .pdf)")
@@ -89,7 +90,7 @@ def comma_list(text: str) -> tuple[str, ...]:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.cost import CPU_CORES, plan_cost
     from bench.experiments import Experiment, lookup
-    from bench.experiments.grid import missing, select, states, summary
+    from bench.experiments.grid import absent_datasets, check_filters, missing, select, states, summary
     from bench.store import RunStore
     from methods import canonical_name
 
@@ -99,10 +100,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not all(s.isdigit() for s in comma_list(args.seeds)):
         raise ValueError(f"--seeds {args.seeds!r}: give seeds as non-negative integers, e.g. --seeds 0,1,2")
     seeds = tuple(int(s) for s in comma_list(args.seeds))
-    planned = select(artifact.runs(args.profile, subs), methods, seeds, comma_list(args.datasets),
-                     comma_list(args.models))
+    grid = artifact.runs(args.profile, subs)
+    filters = dict(methods=methods, seeds=seeds, datasets=comma_list(args.datasets), models=comma_list(args.models))
+    check_filters(grid, f"{artifact.id} [{args.profile}]", **filters)
+    planned = select(grid, **filters)
+    executor = _executor(args)  # a bad --device, --executor/--cluster pair or cluster profile stops a dry run too
     store = RunStore(args.runs_dir)
-    run_states = states(planned, store)
+    absent = absent_datasets(planned, args.data_root)
+    run_states = states(planned, store, absent)
     todo = missing(planned, store)
     print(f"{artifact.id} [{args.profile}]: {len(run_states)} runs; {summary(run_states)}")
     if args.dry_run:
@@ -110,12 +115,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             where = run.why if run.config is None else store.run_dir(run.config).path
             state = run_states[run.key if run.config is None else store.run_dir(run.config).path.name]
             print(f"  {state:<13} {run.key:<48} {where}")
+        for dataset, message in absent.items():
+            print(f"data absent: {message}")
         todo_cost, all_cost = (plan_cost([run.config for run in runs if run.config is not None]) for runs in (todo, planned))
         print(f"estimated cost (bench/cost.py, ±2×): to run {todo_cost.gpu_hours:.2g} H100-hours "
               f"(≈{todo_cost.cpu_hours:.2g} h on {CPU_CORES} CPU cores); all {len(planned)} selected runs "
               f"{all_cost.gpu_hours:.2g} H100-hours (≈{all_cost.cpu_hours:.2g} h on {CPU_CORES} CPU cores)")
         return 0
-    failed = _executor(args).run(todo, store)
+    failed = executor.run(todo, store)
     if args.executor == "slurm":
         print(f"submitted {len(todo)} runs; `python -m bench status` shows their SLURM state, "
               f"`python -m bench table {artifact.id} --profile {args.profile}` collects what has finished")
@@ -134,6 +141,9 @@ def _executor(args: argparse.Namespace):
     from bench.executors.cluster import ClusterProfile, load_cluster
     from bench.train import Runtime, resolve_device
 
+    if args.executor == "local" and args.cluster:
+        raise ValueError(f"--cluster {args.cluster} applies to --executor slurm (or debug); the local executor "
+                         "trains here")
     if args.executor == "local":
         return LocalExecutor(Runtime(resolve_device(args.device), args.data_root))
     if args.executor == "slurm" and not args.cluster:

@@ -65,6 +65,9 @@ class RunConfig:
                 raise ValueError(f"{name}={getattr(self, name)} must be ≥ 1, or None for the whole split")
         if self.eval_step_size is not None and not self.eval_step_size > 0:
             raise ValueError(f"eval_step_size={self.eval_step_size} must be > 0, or None for the training step")
+        if any(m < 1 for m in self.milestones):
+            raise ValueError(f"milestones={list(self.milestones)}: each must be an epoch ≥ 1 (a milestone at 0 "
+                             "would start training at lr·gamma; lower --lr instead)")
         if self.attack_steps < 0:
             raise ValueError(f"attack_steps={self.attack_steps} must be ≥ 0")
         if self.norm not in ("linf", "l2"):

@@ -1,7 +1,7 @@
-"""Test-time evaluation: clean and adversarial accuracy, overall and per class (spec §3).
+"""Test-time evaluation: clean and adversarial accuracy, overall and per class (the papers' evaluation sections).
 
 Evaluation must not disturb the run it is part of: the model is put in eval mode for everything,
-attacks included (spec §0, pitfall 7), and every submodule's training flag is restored afterwards;
+attacks included (every official evaluation script), and every submodule's training flag is restored afterwards;
 weights and BN buffers are never written; the random PGD starts come from a private generator
 seeded from `EvalConfig.seed` (per attack, so an attack's numbers do not depend on which other
 attacks ran before it), leaving the caller's global RNG untouched. All accuracies are fractions
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
 KINDS = ("clean", "pgd", "cw", "aa")
 INITS = ("uniform", "normal", "none")
-CIFAR_CW_STEP = 0.01  # HAT eval-adv.py's CW step for CIFAR (spec §3.1, UIAT's CW column [AMBIG])
-TRIPLE_ATTACKS = ("clean", "pgd20")  # FRL/CAAT error triple: natural vs PGD-20 (spec §3.2)
+CIFAR_CW_STEP = 0.01  # HAT eval-adv.py's CW step for CIFAR (UIAT's CW column [AMBIG])
+TRIPLE_ATTACKS = ("clean", "pgd20")  # FRL/CAAT error triple: natural vs PGD-20 (FRL §3 and CAAT §4.1)
 AA_NORM = {"linf": "Linf", "l2": "L2"}  # the bench's norm names → AutoAttack's
 
 

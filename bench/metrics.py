@@ -96,7 +96,7 @@ def worst_class(per_class: Sequence[float]) -> tuple[int, float]:
 def worst_k_count(num_present: int, fraction: float) -> int:
     """How many classes "the worst `fraction`" means: ceil(fraction · C), at least 1.
 
-    Ceil (not round) so the set is never smaller than the stated share; for the spec's cases both
+    Ceil (not round) so the set is never smaller than the stated share; for the papers' cases both
     agree (Tiny-ImageNet 0.2·200 = 40, CIFAR-10 0.2·10 = 2, CIFAR-100 0.2·100 = 20). The tiny
     tolerance keeps float products such as 0.1·30 = 3.0000000000000004 from rounding up.
     """
@@ -117,7 +117,7 @@ def worst_fraction_mean(per_class: Sequence[float], fraction: float = 0.2) -> fl
 
 def error_triple(clean_correct: ArrayLike, adv_correct: ArrayLike, labels: ArrayLike,
                  num_classes: int) -> dict[str, dict[str, Any]]:
-    """FRL/CAAT natural, boundary and robust errors (fractions), spec §3.2.
+    """FRL/CAAT natural, boundary and robust errors (fractions), FRL §3 and CAAT §4.1.
 
     Per class c: nat = 1 − acc_c, bdy = acc_c − advacc_c, rob = 1 − advacc_c. Boundary error is the
     difference of accuracies (as the reference codes compute it), not the per-sample

@@ -23,7 +23,11 @@ SCHEDULES: Registry[ScheduleFactory] = Registry("schedule")
 
 
 def milestones(cfg: RunConfig) -> tuple[int, ...]:
-    return cfg.milestones or (cfg.epochs // 2, (cfg.epochs * 3) // 4)
+    """The given milestones, else 50% and 75% of training, never before epoch 1 and merged when they coincide:
+    a one- or two-epoch run starts at the base lr instead of lr·gamma² (10 → (5, 7), 2 → (1,), 1 → (1,))."""
+    if cfg.milestones:
+        return cfg.milestones
+    return tuple(sorted({max(1, cfg.epochs // 2), max(1, (cfg.epochs * 3) // 4)}))
 
 
 @SCHEDULES.register("piecewise")

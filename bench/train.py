@@ -25,7 +25,7 @@ from bench.data.batches import AugmentSpec, BatchStream
 from bench.data.scenarios import build_scenario
 from bench.evaluate import EvalConfig, attack_specs, evaluate
 from bench.models import build_model
-from bench.progress import progress
+from bench.progress import EpochLog, progress
 from bench.schedules import build_schedule, milestones
 from bench.store import RunDir
 from bench.tensorboard_log import TensorBoardLog
@@ -45,9 +45,20 @@ class Runtime:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    """--device: auto (cuda if available), cpu, cuda or cuda:N; a GPU that is not there is refused up front."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r}: not a device; use auto, cpu, cuda or cuda:N") from None
+    count = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.type == "cuda" and (count == 0 or (device.index or 0) >= count):
+        raise ValueError(f"--device {name}: this machine has {count} CUDA GPU(s) visible to torch; use --device cpu "
+                         "(or auto)")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name!r}: the bench runs on cpu or cuda; use auto, cpu, cuda or cuda:N")
+    return device
 
 
 def machine(device: torch.device) -> dict[str, Any]:
@@ -250,6 +261,7 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
     environment.record(run.path, rt.device)  # this attempt's commit, device, precision, threads
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if rt.cuda else contextlib.nullcontext())
 
+    log = EpochLog(run.path.name, start, cfg.epochs)
     with run.heartbeat(), TensorBoardLog(run.path, start) as board:
         for epoch in progress(range(start, cfg.epochs), desc=run.path.name, total=cfg.epochs - start, leave=True):
             began = time.time()
@@ -289,6 +301,7 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
                                                                      "rule": _rule(cfg)})
             run.append_record(record)
             board.log(record)
+            log.epoch(record)
             atomic.torch_save(run.last_ckpt, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                 "method": method.state_dict(), "rng": _rng_state(data_gen), "epoch": epoch, "best": best,

@@ -3,7 +3,7 @@
 Both use the method's per-sample budgets (`eps_for`, so CCM/FRL budgets apply), the run's norm, step and step
 count, and the method's `init` and `bn_mode` hyperparameters:
 * `ce_adversary`: PGD-K ascent on CE (Madry; PGD-AT, MAIL-AT, GAIRAT-style bases, UIAT's x̂, ...);
-* `trades_adversary`: PGD-K ascent on KL(p(x) ‖ p(u)), p(x) computed once (TRADES, HAT, MAIL-TRADES; spec §4.3).
+* `trades_adversary`: PGD-K ascent on KL(p(x) ‖ p(u)), p(x) computed once (TRADES, HAT, MAIL-TRADES; Zhang et al. 2019).
 """
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ class MethodContext:
     class_counts: tuple[int, ...]  # training-set samples per class (after the scenario)
     heldout: dict[str, Split]  # clean held-out splits (meta / validation sets), on the device
     device: torch.device
-    fidelity: str  # "paper" or "code" (spec §0)
+    fidelity: str  # "paper" or "code" (the papers' shared conventions)
     new_model: Callable[[], nn.Module]  # a fresh model of the run's architecture, on the device
     run_dir: str | None = None  # the run's folder, for methods that need files beside it
     image_shape: tuple[int, ...] = ()  # C, H, W of one image (UIAT's class-wise perturbations)

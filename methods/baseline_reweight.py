@@ -1,6 +1,6 @@
-"""CAAT/FRL's "Baseline ReWeight" (Agarwal et al. 2018 reductions, as used in FRL's Table 1; spec §4.10).
+"""CAAT/FRL's "Baseline ReWeight" (Agarwal et al. 2018 reductions, as used in FRL's Table 1; Xu et al. 2021, FRL).
 
-No public code exists [AMBIG]; the spec's default: PGD-AT whose adversarial CE is class-weighted by one
+No public code exists [AMBIG]; the bench's default: PGD-AT whose adversarial CE is class-weighted by one
 FRL-style multiplier driven by the robust-error constraint γ_c = R_rob(c) − R_rob − τ on the clean meta
 split (PGD-20), λ ← N(λ + ργ), w_c = 1/C + λ_c − mean λ; L = Σw_{y_i}CE_i/Σw_{y_i}; ε fixed. ρ is halved as
 FRL's code halves its ρ₁ (before the update of every `rho_halve_every`-th epoch counted from 1: 0-based 39, ...).

@@ -1,9 +1,9 @@
-"""The bilevel machinery shared by BiLAW's variants (spec §4.16): weighting inputs, the weighting net ω_μ,
+"""The bilevel machinery shared by BiLAW's variants (BiLAW §3): weighting inputs, the weighting net ω_μ,
 the one-step look-ahead θ̃ and the validation loss at θ̃ on which the weights are learned.
 
 The look-ahead is MW-Net's: θ̃ = θ − η∇_θ L_tr(θ, w), differentiable in w. Which step the look-ahead takes
 is [AMBIG]: "plain" = SGD at the optimiser's current lr without momentum or weight decay (MW-Net, the
-spec's default); "optimizer" = the run's own SGD step incl. momentum buffer and weight decay
+bench's default); "optimizer" = the run's own SGD step incl. momentum buffer and weight decay
 (`methods.lookahead.sgd_lookahead`).
 
 Forward passes at θ̃ (and the extra clean forward of the loss-gap input) run on copies of the model's

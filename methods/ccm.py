@@ -1,4 +1,4 @@
-"""CFA's Class-wise Calibrated Margin (spec §4.12), the add-on `+ccm`: ε_c = (λ₁ + A_c)·ε.
+"""CFA's Class-wise Calibrated Margin (Wei et al. 2023, CFA §4), the add-on `+ccm`: ε_c = (λ₁ + A_c)·ε.
 
 A class the model already defends well (high train robust accuracy A_c) is attacked with a larger
 budget, a hard class with a smaller one; the step size stays the run's. λ₁ is lost from the paper's

@@ -1,4 +1,4 @@
-"""CFA's Class-wise Calibrated Regularization (spec §4.12), the add-on `+ccr` for TRADES-style bases:
+"""CFA's Class-wise Calibrated Regularization (Wei et al. 2023, CFA §4), the add-on `+ccr` for TRADES-style bases:
 β_c = (λ₂ + A_c)·β, with the per-sample loss (CE + β_c·KL)/(1 + β_c).
 
 The 1/(1+β_c) normalisation is part of CCR's definition, so the base must use CFA's loss scale

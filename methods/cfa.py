@@ -1,4 +1,4 @@
-"""CFA (Wei et al. 2023; spec §4.12), the add-on `+cfa` = CCM (+ CCR when the base has TRADES' β) + FAWA.
+"""CFA (Wei et al. 2023, CFA §4), the add-on `+cfa` = CCM (+ CCR when the base has TRADES' β) + FAWA.
 
 Usable on AT, TRADES and FAT (`pgd_at+cfa`, `trades+cfa`, `fat+cfa`); the ablation rows compose the parts
 directly (`pgd_at+ccm`, `trades+ccm+ccr`, `pgd_at+fawa`). The parts' hyperparameters appear here unprefixed

@@ -1,4 +1,4 @@
-"""CFA's class-wise calibration state (spec §4.12): A_c, the training robust accuracy of class c in the
+"""CFA's class-wise calibration state (Wei et al. 2023, CFA §4): A_c, the training robust accuracy of class c in the
 previous epoch, measured on the adversarial examples the updates trained on (the loop's train_class_acc).
 
 CCM and CCR both recalibrate one per-class quantity of the base method from A before each epoch once the

@@ -1,4 +1,4 @@
-"""EMA weight averaging (CFA's "+EMA" rows; spec §4.11), as the add-on `+ema`.
+"""EMA weight averaging (CFA's "+EMA" rows; CFA §5.1), as the add-on `+ema`.
 
 Epoch-level: after epoch t, θ̄ ← d·θ̄ + (1−d)·θ_t over the whole state_dict (BN running statistics too;
 the integer `num_batches_tracked` is averaged and truncated back to an integer, as the code's load_state_dict

@@ -1,4 +1,4 @@
-"""FRL's class-wise fairness machinery (spec §4.10 steps 1–5), shared by FRL, Baseline ReWeight and CAAT.
+"""FRL's class-wise fairness machinery (Xu et al. 2021, FRL Alg. 1), shared by FRL, Baseline ReWeight and CAAT.
 
 Once per epoch the model is evaluated on a clean held-out split (natural and PGD-20 errors per class);
 each class's violation of "no class is worse than average by more than τ" drives a Lagrange multiplier,

@@ -1,4 +1,4 @@
-"""FAT (Zhang et al. 2020, friendly adversarial training; spec §4.6): CE on early-stopped PGD adversaries.
+"""FAT (Zhang et al. 2020, friendly adversarial training): CE on early-stopped PGD adversaries.
 
 Each sample gets a budget of τ extra steps once misclassified, so the adversary stops just past the decision
 boundary instead of going deep into the wrong class. FAT appears only in CFA's tables, hence two variants:

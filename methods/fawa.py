@@ -1,4 +1,4 @@
-"""CFA's Fairness-Aware Weight Averaging (spec §4.12), the add-on `+fawa` (averaged model "fawa").
+"""CFA's Fairness-Aware Weight Averaging (Wei et al. 2023, CFA §4), the add-on `+fawa` (averaged model "fawa").
 
 Like EMA, but an epoch's weights enter the average only if the model's worst-class PGD-10 robust accuracy
 on the clean 2% validation split reaches a threshold, so checkpoints that sacrificed one class do not

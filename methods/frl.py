@@ -1,4 +1,4 @@
-"""FRL, Fair Robust Learning (Xu et al. 2021; spec §4.10): TRADES fine-tuning with class-wise weights
+"""FRL, Fair Robust Learning (Xu et al. 2021, FRL): TRADES fine-tuning with class-wise weights
 (ReWeight) and/or class-wise budgets (ReMargin) driven by per-class error constraints on a held-out set.
 
 Before each epoch: per-class natural and boundary errors on the clean meta split (PGD-20); multipliers

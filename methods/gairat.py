@@ -1,4 +1,4 @@
-"""GAIRAT (Zhang et al. 2021; spec §4.7): PGD-AT whose per-sample CE is weighted by the sample's geometry.
+"""GAIRAT (Zhang et al. 2021): PGD-AT whose per-sample CE is weighted by the sample's geometry.
 
 κ_i counts the PGD iterates u⁰..u^{K−1} that are still classified correctly, checked before each step — the
 official code's count; the paper's "least number of steps to misclassify" differs when an iterate flips back

@@ -1,4 +1,4 @@
-"""GradAlign (Andriushchenko & Flammarion 2020; spec §4.15): FGSM training plus a gradient-alignment regulariser.
+"""GradAlign (Andriushchenko & Flammarion 2020; UIAT §4.4 and Table 5): FGSM training plus a gradient-alignment regulariser.
 
 L = mean CE(f(x + ε·sign(∇CE(x))), y) + λ·(1 − mean_i cos(g_i, g̃_i)), with g = ∇_x CE at x and g̃ = ∇_x CE at
 x + η, η ~ U(−ε, ε): keeping the loss locally linear is what prevents FGSM's catastrophic overfitting.

@@ -1,4 +1,4 @@
-"""HAT (Rade & Moosavi-Dezfooli 2022; spec §4.5), the TRADES-based variant: TRADES plus helper examples.
+"""HAT (Rade & Moosavi-Dezfooli 2022), the TRADES-based variant: TRADES plus helper examples.
 
 Helper examples x_hr = x + h·(x_adv − x) lie twice as far out as the adversary (h = 2) and are deliberately
 neither projected nor clipped to [0,1]; their labels come from a frozen, naturally trained helper model g

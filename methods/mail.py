@@ -1,4 +1,4 @@
-"""MAIL (Wang et al. 2021, probabilistic margins; spec §4.9): AT / TRADES reweighted by the probabilistic margin.
+"""MAIL (Wang et al. 2021, probabilistic margins): AT / TRADES reweighted by the probabilistic margin.
 
 PM_i = max_{j≠y} p_j(x_i^adv) − p_{y_i}(x_i^adv) (detached) grows as a sample gets closer to, or past, the
 boundary; its weight is w_i = 3·sigmoid(s·(PM_i + b)) — the 3 is a constant of the code, not a normalisation.

@@ -1,4 +1,4 @@
-"""MART (Wang et al. 2020; spec §4.4): boosted CE on adversaries + β·KL weighted by 1 − p_y(x).
+"""MART (Wang et al. 2020): boosted CE on adversaries + β·KL weighted by 1 − p_y(x).
 
 With P̂ = p(x_adv), P = p(x) and ỹ the most likely wrong class under P̂:
 L = mean[CE(x_adv, y) − log(1.0001 − P̂_ỹ + 1e-12)] + β·mean[KL(P ‖ P̂)·(1.0000001 − P_y)].
@@ -20,7 +20,7 @@ from methods.registry import METHODS
 
 @dataclass(frozen=True)
 class MARTHparams:
-    beta: float = 6.0  # official WRN-34-10 value; 5 for its ResNet-18 recipe (spec §4.4)
+    beta: float = 6.0  # official WRN-34-10 value; 5 for its ResNet-18 recipe (Wang et al. 2020)
     init: Literal["uniform", "normal", "none"] = "normal"
     bn_mode: Literal["eval", "train"] = "eval"
 

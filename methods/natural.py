@@ -1,4 +1,4 @@
-"""Natural (plain) training: cross-entropy on clean, augmented images (spec §4.1)."""
+"""Natural (plain) training: cross-entropy on clean, augmented images."""
 from __future__ import annotations
 
 import torch.nn.functional as F

@@ -1,4 +1,4 @@
-"""PGD adversarial training (Madry et al. 2018; spec §4.2): mean CE on PGD-K examples, no clean term."""
+"""PGD adversarial training (Madry et al. 2018): mean CE on PGD-K examples, no clean term."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,4 @@
-"""Single-step adversarial training (spec §4.15): mean CE on one-gradient-step adversaries.
+"""Single-step adversarial training (UIAT §4.4 and Table 5): mean CE on one-gradient-step adversaries.
 
 * `rs_fgsm` (Wong et al. 2020): δ⁰ ~ U(−ε, ε), one step of α = 1.25ε, projected back to the ε-ball.
 * `nfgsm` (de Jorge et al. 2022): η ~ U(−kε, kε) with k = 2, one step of α = ε, *not* projected back

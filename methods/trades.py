@@ -1,8 +1,8 @@
-"""TRADES (Zhang et al. 2019; spec §4.3): CE on clean + β·KL(p(x) ‖ p(x_adv)), KL attack.
+"""TRADES (Zhang et al. 2019): CE on clean + β·KL(p(x) ‖ p(x_adv)), KL attack.
 
 The clean distribution in the outer KL is *not* detached (every TRADES-lineage code lets the gradient
 flow through both arguments). `loss_scale="cfa"` reproduces CFA's reparameterised loss, which divides
-the per-sample loss by 1+β (spec §4.3 [C]); the CFA tables' TRADES rows come from that code. β is kept
+the per-sample loss by 1+β (Zhang et al. 2019 [C]); the CFA tables' TRADES rows come from that code. β is kept
 per class (`class_beta`) so that CFA's CCR can recalibrate it every epoch.
 """
 from __future__ import annotations

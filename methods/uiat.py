@@ -1,4 +1,4 @@
-"""IAT and UIAT (Dong et al. 2023; spec §4.14): CE on PGD adversaries + λ·KL(p_target ‖ p(x̂)), where the
+"""IAT and UIAT (Dong et al. 2023, UIAT §3): CE on PGD adversaries + λ·KL(p_target ‖ p(x̂)), where the
 target is the model's prediction on *inverse* adversaries x̃ — inputs pushed towards their class's
 high-likelihood region — instead of on the clean input, so misclassified clean points stop being matched.
 

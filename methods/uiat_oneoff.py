@@ -1,4 +1,4 @@
-"""UIAT one-off (Dong et al. 2023, App. B.2; spec §4.14): inverse adversaries are made in one epoch only.
+"""UIAT one-off (Dong et al. 2023, App. B.2; Dong et al. 2023, UIAT §3): inverse adversaries are made in one epoch only.
 
 L = mean CE(f(x̂), y) + λ·KL(p_target ‖ p(x̂)) with x̂ the PGD adversary and (Eq. 10)
   p_target = p(x)   before epoch T′ (MART-like; gradient through p(x) by default, `clean_target_grad` [AMBIG]),

@@ -1,4 +1,4 @@
-"""Inverse adversaries (Dong et al. 2023; spec §4.14): the pieces IAT, UIAT, UIAT one-off and the `+uiat` add-on
+"""Inverse adversaries (Dong et al. 2023, UIAT §3): the pieces IAT, UIAT, UIAT one-off and the `+uiat` add-on
 share.
 
 * `inverse_loss` — L_inv of Eq. 4 per sample: CE(f(u), y) + β·[L1(F(u), F(x)) − L1(F(u), F(x̂))], F the

@@ -110,8 +110,8 @@ def test_golden_table_renders_byte_for_byte(tmp_path, capsys):
     runs = copy_golden_store(tmp_path)
     assert main(["table", "table1_bilaw", "--profile", "smoke", "--runs-dir", str(runs), "--out", str(tmp_path)]) == 0
     for suffix in (".md", ".tex", ".csv"):
-        expected = (GOLDEN / f"table1_bilaw{suffix}").read_text()
-        assert (tmp_path / f"table1_bilaw{suffix}").read_text() == expected, suffix
+        expected = (GOLDEN / "smoke" / f"table1_bilaw{suffix}").read_text()
+        assert (tmp_path / "smoke" / f"table1_bilaw{suffix}").read_text() == expected, suffix
 
 
 def test_golden_check_report(tmp_path, capsys):
@@ -126,8 +126,8 @@ def test_run_refuses_unknown_ids_profiles_and_substitutions(capsys, tmp_path):
     assert main(["run", "table1_bilw", "--dry-run"]) == 2
     assert "Did you mean 'table1_bilaw'" in capsys.readouterr().err
     assert main(["run", "fig9_caat", "--dry-run"]) == 2
-    assert main(["run", "table1_bilaw", "--profile", "quick", "--dry-run"]) == 2
-    assert "unknown profile 'quick'" in capsys.readouterr().err
+    assert main(["run", "table1_cfa", "--profile", "quick", "--dry-run"]) == 2
+    assert "unknown profile 'quick' for table1_cfa; choose one of paper, fast, smoke" in capsys.readouterr().err
     assert main(["run", "table1_cfa", "--substitute", "cifar10", "--dry-run"]) == 2
     assert "write DATASET=REPLACEMENT" in capsys.readouterr().err
     assert main(["run", "table1_cfa", "--substitute", "cifar10=cifar11", "--dry-run"]) == 2
@@ -144,7 +144,7 @@ def test_substitution_is_applied_and_recorded(tmp_path, capsys):
     assert hat.needs and set(hat.needs) <= ids and dict(hat.config.hp)["helper"] in ids
     assert main(["table", "table1_uiat", "--profile", "fast", "--substitute", "cifar10=cifar10-jpeg",
                  "--runs-dir", str(tmp_path), "--out", str(tmp_path)]) == 0
-    assert "dataset substitutions: cifar10 → cifar10-jpeg" in (tmp_path / "table1_uiat.md").read_text()
+    assert "dataset substitutions: cifar10 → cifar10-jpeg" in (tmp_path / "fast" / "table1_uiat.md").read_text()
 
 
 def test_substitution_points_fine_tunes_at_the_substituted_hot_start():

@@ -85,7 +85,7 @@ def test_a_smoke_grid_goes_out_as_one_array_and_renders_into_a_table(tmp_path, c
     status = capsys.readouterr().out
     assert status.count("done ") == 4 and all(job["log"] in status for job in jobs)
     assert main(["table", "table1_bilaw", "--profile", "smoke", "--runs-dir", str(tmp_path), "--out", str(tmp_path)]) == 0
-    assert "12 of 144 cells measured" in (tmp_path / "table1_bilaw.md").read_text()
+    assert "12 of 144 cells measured" in (tmp_path / "smoke" / "table1_bilaw.md").read_text()
     print(f"submission took {submitted:.1f} s; array finished {time.time() - began:.1f} s after `bench run`")
 
 

@@ -4,7 +4,7 @@
 so losses are exact under bf16/fp16, and the model's own dtype otherwise, so a float64 model stays float64.
 
 The batch reductions only scale the input gradient, so they leave a sign-step attack unchanged
-(spec §0, pitfall 5); KL still uses the batchmean convention (sum / n) so that the value matches
+(TRADES' official code); KL still uses the batchmean convention (sum / n) so that the value matches
 the TRADES-lineage training losses (pitfall 3: never ``reduction='mean'``, which also averages
 over classes).
 """
@@ -28,7 +28,7 @@ def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def cw_margin_loss(logits: torch.Tensor, y: torch.Tensor, kappa: float = 0.0) -> torch.Tensor:
-    """Batch mean of L_cw = -max(z_y - max_{j≠y} z_j + κ, 0) (Carlini-Wagner margin, spec §3.1)."""
+    """Batch mean of L_cw = -max(z_y - max_{j≠y} z_j + κ, 0) (Carlini & Wagner 2017)."""
     true = logits.gather(1, y[:, None]).squeeze(1)
     other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
     return -(true - other + kappa).clamp_min(0).mean()
@@ -43,7 +43,7 @@ def kl_per_sample(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tenso
     """KL(softmax(p) ‖ softmax(q)) per sample, with gradients through both arguments.
 
     TRADES-lineage training losses weight or average this vector themselves (sum over classes,
-    never a mean over classes; spec §0 pitfall 3).
+    never a mean over classes; TRADES' official code).
     """
     log_p, log_q = F.log_softmax(p_logits, dim=1), F.log_softmax(q_logits, dim=1)
     return (log_p.exp() * (log_p - log_q)).sum(1)

@@ -1,6 +1,6 @@
 """Temporarily put a model in train or eval mode.
 
-Attacks run in a per-method BN mode (spec §0, pitfall 2) and evaluation always in eval mode;
+Attacks run in a per-method BN mode (each method's official code) and evaluation always in eval mode;
 afterwards every submodule must be back in exactly the state the caller left it, including
 submodules the caller had deliberately frozen in eval mode inside a training model.
 """

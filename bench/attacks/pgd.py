@@ -5,7 +5,7 @@ evaluation attacks (PGD-20, CW∞) all differ only in loss, init, step, BN mode 
 this loop, which is the hot path of every training run: per step one forward, one input-gradient,
 and a few fused element-wise ops; nothing else.
 
-Conventions (spec §0): images in [0,1]; projection Π = clip to the ε-ball first, then to the box;
+Conventions (the papers' shared conventions): images in [0,1]; projection Π = clip to the ε-ball first, then to the box;
 ε and step size may differ per sample (CFA's class-wise budgets, FAT/GAIRAT-style schedules).
 """
 from __future__ import annotations

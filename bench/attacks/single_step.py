@@ -1,4 +1,4 @@
-"""Single-step training adversaries (spec §4.15): FGSM, RS-FGSM (Wong et al. 2020), N-FGSM (de Jorge et al. 2022).
+"""Single-step training adversaries (UIAT §4.4 and Table 5): FGSM, RS-FGSM (Wong et al. 2020), N-FGSM (de Jorge et al. 2022).
 
 Their reference codes generate the adversary with the model in train mode, hence the default
 ``bn_mode="train"``. FGSM and RS-FGSM are one-step PGD; N-FGSM is not (its noise is 2ε-wide and

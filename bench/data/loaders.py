@@ -23,6 +23,8 @@ from bench.registry import Registry
 
 Loader = Callable[[str | None], tuple[Split, Split]]
 LOADERS: Registry[Loader] = Registry("dataset loader")
+Locator = Callable[[str | None], Path]
+LOCATORS: Registry[Locator] = Registry("dataset locator")  # where the files are, without reading them
 
 _ROOT_HINT = "or run with --data-root DIR / BENCH_DATA_ROOT=DIR"
 _REPO = Path(__file__).resolve().parents[2]  # the checkout holding the bench package
@@ -49,6 +51,12 @@ def load_dataset(name: str, data_root: str | None = None) -> tuple[Split, Split]
         if len(split) and not 0 <= int(split.y.min()) <= int(split.y.max()) < info.num_classes:
             raise ValueError(f"{name} {part}: labels outside 0..{info.num_classes - 1}")
     return train, test
+
+
+def locate(name: str, data_root: str | None = None) -> Path:
+    """The folder holding a data set's files, found without reading them (a dry run asks this of every run);
+    MissingDatasetError, saying what to put where, when they are absent."""
+    return LOCATORS.get(name)(data_root)
 
 
 def _missing(name: str, looked: Sequence[Path], what: str) -> MissingDatasetError:
@@ -87,34 +95,49 @@ def _idx_files(folder: Path) -> dict[str, Path] | None:
     return found
 
 
-def _load_idx_dataset(name: str, candidates: Sequence[Path], what: str) -> tuple[Split, Split]:
-    for folder in candidates:
-        files = _idx_files(folder)
-        if files is not None:
-            x_tr, y_tr, x_te, y_te = (read_idx(files[b]) for pair in _IDX_FILES.values() for b in pair)
-            return _split(x_tr[:, None], y_tr), _split(x_te[:, None], y_te)
-    raise _missing(name, candidates, what)
+def _idx_folder(name: str, candidates: Sequence[Path], what: str) -> Path:
+    folder = next((c for c in candidates if _idx_files(c) is not None), None)
+    if folder is None:
+        raise _missing(name, candidates, what)
+    return folder
 
 
-@LOADERS.register("fmnist")
-def load_fmnist(root: str | None = None) -> tuple[Split, Split]:
+def _load_idx(folder: Path) -> tuple[Split, Split]:
+    files = _idx_files(folder)
+    assert files is not None, folder  # located before
+    x_tr, y_tr, x_te, y_te = (read_idx(files[b]) for pair in _IDX_FILES.values() for b in pair)
+    return _split(x_tr[:, None], y_tr), _split(x_te[:, None], y_te)
+
+
+@LOCATORS.register("fmnist")
+def locate_fmnist(root: str | None = None) -> Path:
     """Fashion-MNIST from $BENCH_FMNIST_DIR, the data root, or the Debian package `dataset-fashion-mnist`."""
     what = ("Put train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and "
             "t10k-labels-idx1-ubyte.gz there (apt install dataset-fashion-mnist provides them), "
             f"set BENCH_FMNIST_DIR=DIR, {_ROOT_HINT}.")
     if os.environ.get("BENCH_FMNIST_DIR"):
-        return _load_idx_dataset("fmnist", [Path(os.environ["BENCH_FMNIST_DIR"]).expanduser()], what)
+        return _idx_folder("fmnist", [Path(os.environ["BENCH_FMNIST_DIR"]).expanduser()], what)
     explicit = [data_root(root) / "fashion-mnist", data_root(root) / "FashionMNIST" / "raw"] if root else []
     default = [data_root() / "fashion-mnist", data_root() / "FashionMNIST" / "raw"]
-    return _load_idx_dataset("fmnist", [*explicit, Path("/usr/share/datasets/fashion-mnist"), *default], what)
+    return _idx_folder("fmnist", [*explicit, Path("/usr/share/datasets/fashion-mnist"), *default], what)
+
+
+@LOADERS.register("fmnist")
+def load_fmnist(root: str | None = None) -> tuple[Split, Split]:
+    return _load_idx(locate_fmnist(root))
+
+
+@LOCATORS.register("mnist")
+def locate_mnist(root: str | None = None) -> Path:
+    folder = data_root(root) / "MNIST" / "raw"
+    return _idx_folder("mnist", [folder], f"Put the four MNIST IDX files (train-images-idx3-ubyte[.gz], "
+                       f"train-labels-idx1-ubyte[.gz], t10k-...) in {folder}/ (torchvision MNIST layout) "
+                       f"{_ROOT_HINT}.")
 
 
 @LOADERS.register("mnist")
 def load_mnist(root: str | None = None) -> tuple[Split, Split]:
-    folder = data_root(root) / "MNIST" / "raw"
-    return _load_idx_dataset("mnist", [folder], f"Put the four MNIST IDX files (train-images-idx3-ubyte[.gz], "
-                             f"train-labels-idx1-ubyte[.gz], t10k-...) in {folder}/ (torchvision MNIST layout) "
-                             f"{_ROOT_HINT}.")
+    return _load_idx(locate_mnist(root))
 
 
 # ---- JPEG decoding --------------------------------------------------------------------------------------------
@@ -145,14 +168,8 @@ def _decode_jpeg_npz(path: Path, desc: str) -> dict[str, np.ndarray]:
 CIFAR10_JPEG_ORDER_SEED = 0
 
 
-@LOADERS.register("cifar10-jpeg")
-def load_cifar10_jpeg(root: str | None = None) -> tuple[Split, Split]:
-    """CIFAR-10 as JPEG bytes (shared/data/cifar10-jpeg), decoded once and cached (bench.data.cache).
-
-    The mirror stores each split sorted by class; a fixed permutation per split (seed CIFAR10_JPEG_ORDER_SEED)
-    mixes them, so that "the first N test images" (per-epoch evaluation, AutoAttack subsets) and
-    `train_limit` draw every class, as they do on CIFAR-10's own order.
-    """
+@LOCATORS.register("cifar10-jpeg")
+def locate_cifar10_jpeg(root: str | None = None) -> Path:
     if os.environ.get("BENCH_CIFAR10_JPEG"):
         candidates = [Path(os.environ["BENCH_CIFAR10_JPEG"]).expanduser()]
     else:
@@ -162,6 +179,18 @@ def load_cifar10_jpeg(root: str | None = None) -> tuple[Split, Split]:
     if folder is None:
         raise _missing("cifar10-jpeg", candidates, "Put train.npz and test.npz (arrays jpeg, offsets, labels, "
                        f"classes) in one of them, set BENCH_CIFAR10_JPEG=DIR, {_ROOT_HINT}.")
+    return folder
+
+
+@LOADERS.register("cifar10-jpeg")
+def load_cifar10_jpeg(root: str | None = None) -> tuple[Split, Split]:
+    """CIFAR-10 as JPEG bytes (shared/data/cifar10-jpeg), decoded once and cached (bench.data.cache).
+
+    The mirror stores each split sorted by class; a fixed permutation per split (seed CIFAR10_JPEG_ORDER_SEED)
+    mixes them, so that "the first N test images" (per-epoch evaluation, AutoAttack subsets) and
+    `train_limit` draw every class, as they do on CIFAR-10's own order.
+    """
+    folder = locate_cifar10_jpeg(root)
     expected = DATASETS.get("cifar10-jpeg").class_names
     splits = []
     for part in ("train", "test"):
@@ -176,17 +205,24 @@ def load_cifar10_jpeg(root: str | None = None) -> tuple[Split, Split]:
     return splits[0], splits[1]
 
 
+@LOCATORS.register("tinyimagenet")
+def locate_tinyimagenet(root: str | None = None) -> Path:
+    base = data_root(root) / "tiny-imagenet-200"
+    if not ((base / "wnids.txt").is_file() and (base / "val" / "val_annotations.txt").is_file()
+            and (base / "train").is_dir()):
+        raise _missing("tinyimagenet", [base], f"Extract tiny-imagenet-200.zip so that {base}/wnids.txt, "
+                       f"{base}/train/<wnid>/images/*.JPEG and {base}/val/val_annotations.txt exist {_ROOT_HINT}.")
+    return base
+
+
 @LOADERS.register("tinyimagenet")
 def load_tinyimagenet(root: str | None = None) -> tuple[Split, Split]:
     """Tiny-ImageNet-200: train/<wnid>/images/*.JPEG (100k) and the labelled val set (10k) as the test set.
 
     Classes are the sorted wnids (torchvision ImageFolder order).
     """
-    base = data_root(root) / "tiny-imagenet-200"
+    base = locate_tinyimagenet(root)
     wnids_file, ann = base / "wnids.txt", base / "val" / "val_annotations.txt"
-    if not (wnids_file.is_file() and ann.is_file() and (base / "train").is_dir()):
-        raise _missing("tinyimagenet", [base], f"Extract tiny-imagenet-200.zip so that {base}/wnids.txt, "
-                       f"{base}/train/<wnid>/images/*.JPEG and {base}/val/val_annotations.txt exist {_ROOT_HINT}.")
 
     def decode() -> dict[str, np.ndarray]:
         wnids = sorted(wnids_file.read_text().split())
@@ -219,27 +255,51 @@ def _torchvision(name: str, make: Callable[[bool], object], where: Path, what: s
         raise MissingDatasetError(f"dataset '{name}' at {where} is incomplete or corrupt ({e}). {what}") from e
 
 
-def _cifar(name: str, root: str | None, folder: str, files: Sequence[str], archive: str) -> tuple[Split, Split]:
+CIFAR_FILES = {  # name → (folder, files, archive)
+    "cifar10": ("cifar-10-batches-py", (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"),
+                "cifar-10-python.tar.gz"),
+    "cifar100": ("cifar-100-python", ("train", "test", "meta"), "cifar-100-python.tar.gz"),
+}
+
+
+def _cifar_what(name: str, root: str | None) -> str:
+    folder, _, archive = CIFAR_FILES[name]
+    return (f"Put the python-version archive ({archive}) extracted as {data_root(root) / folder}/ (torchvision "
+            f"{'CIFAR10' if name == 'cifar10' else 'CIFAR100'} layout) {_ROOT_HINT}.")
+
+
+def _locate_cifar(name: str, root: str | None) -> Path:
+    folder, files, _ = CIFAR_FILES[name]
+    base = data_root(root)
+    _require(name, [base / folder / f for f in files], _cifar_what(name, root))
+    return base
+
+
+def _cifar(name: str, root: str | None) -> tuple[Split, Split]:
     import torchvision
 
-    base = data_root(root)
-    what = (f"Put the python-version archive ({archive}) extracted as {base / folder}/ (torchvision "
-            f"{'CIFAR10' if name == 'cifar10' else 'CIFAR100'} layout) {_ROOT_HINT}.")
-    _require(name, [base / folder / f for f in files], what)
+    base, what = _locate_cifar(name, root), _cifar_what(name, root)
+    folder = CIFAR_FILES[name][0]
     cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
     tr, te = _torchvision(name, lambda train: cls(str(base), train=train, download=False), base / folder, what)
     return tuple(_split(d.data.transpose(0, 3, 1, 2), d.targets) for d in (tr, te))  # type: ignore[return-value]
 
 
-@LOADERS.register("cifar10")
-def load_cifar10(root: str | None = None) -> tuple[Split, Split]:
-    return _cifar("cifar10", root, "cifar-10-batches-py",
-                  [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"], "cifar-10-python.tar.gz")
+for _name in CIFAR_FILES:
+    LOCATORS.register(_name)(lambda root=None, _name=_name: _locate_cifar(_name, root))
+    LOADERS.register(_name)(lambda root=None, _name=_name: _cifar(_name, root))
 
 
-@LOADERS.register("cifar100")
-def load_cifar100(root: str | None = None) -> tuple[Split, Split]:
-    return _cifar("cifar100", root, "cifar-100-python", ["train", "test", "meta"], "cifar-100-python.tar.gz")
+def _svhn_what(root: str | None) -> str:
+    return (f"Put train_32x32.mat and test_32x32.mat (format 2, torchvision SVHN layout) in {data_root(root)}/ "
+            f"{_ROOT_HINT}.")
+
+
+@LOCATORS.register("svhn")
+def locate_svhn(root: str | None = None) -> Path:
+    base = data_root(root)
+    _require("svhn", [base / "train_32x32.mat", base / "test_32x32.mat"], _svhn_what(root))
+    return base
 
 
 @LOADERS.register("svhn")
@@ -247,9 +307,7 @@ def load_svhn(root: str | None = None) -> tuple[Split, Split]:
     """SVHN train (73,257) and test (26,032); torchvision maps digit label 10 to 0."""
     import torchvision
 
-    base = data_root(root)
-    what = f"Put train_32x32.mat and test_32x32.mat (format 2, torchvision SVHN layout) in {base}/ {_ROOT_HINT}."
-    _require("svhn", [base / "train_32x32.mat", base / "test_32x32.mat"], what)
+    base, what = locate_svhn(root), _svhn_what(root)
     tr, te = _torchvision("svhn", lambda train: torchvision.datasets.SVHN(
         str(base), split="train" if train else "test", download=False), base, what)
     return tuple(_split(d.data, d.labels) for d in (tr, te))  # type: ignore[return-value]

@@ -1,5 +1,5 @@
 """Synthetic label noise (Shu et al. 2019 / MW-Net): labels resampled once per sample from row y of a
-transition matrix T (spec §1.4)."""
+transition matrix T (Shu et al. 2019, MW-Net)."""
 from __future__ import annotations
 
 import numpy as np

@@ -13,7 +13,7 @@ class DatasetInfo:
     shape: tuple[int, int, int]  # C, H, W
     default_eps: float  # L∞ budget in pixel units ([0,1] images)
     default_step: float
-    mean: tuple[float, ...]  # for the normalisation layer inside the model (spec §0, pitfall 1)
+    mean: tuple[float, ...]  # for the normalisation layer inside the model (as in CFA's and CAAT's code)
     std: tuple[float, ...]
     crop_padding: int  # default train augmentation: random crop of the original size after padding
     pad_mode: str  # "zeros" | "reflect"
@@ -43,7 +43,7 @@ tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman wor
 
 # Grey-scale sets follow Wong & Kolter / BiLAW: ε = 0.1, step ε/4, no augmentation.
 # Colour sets: ε = 8/255, step 2/255, crop with 4-pixel zero padding (+ flip) as in TRADES/MART/FRL;
-# CFA/CAAT use reflect padding, which a run can ask for explicitly (spec §1.1).
+# CFA/CAAT use reflect padding, which a run can ask for explicitly (CFA's and CAAT's code).
 _GREY = dict(default_eps=0.1, default_step=0.025, crop_padding=0, pad_mode="zeros", flip=False)
 _COLOUR = dict(default_eps=8 / 255, default_step=2 / 255, crop_padding=4, pad_mode="zeros", flip=True)
 
@@ -59,7 +59,7 @@ for _info in (
                 class_names=_CIFAR10_NAMES, **_COLOUR),
     DatasetInfo("cifar100", 100, (3, 32, 32), mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762),
                 class_names=_CIFAR100_NAMES, **_COLOUR),
-    # SVHN: no flip (digits are not mirror-symmetric) [spec §1.1 AMBIG; Wong/N-FGSM do flip].
+    # SVHN: no flip (digits are not mirror-symmetric) [AMBIG; Wong/N-FGSM do flip].
     DatasetInfo("svhn", 10, (3, 32, 32), mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970),
                 class_names=_DIGITS, **{**_COLOUR, "flip": False}),
     DatasetInfo("tinyimagenet", 200, (3, 64, 64), mean=(0.4802, 0.4481, 0.3975), std=(0.2302, 0.2265, 0.2262),

@@ -1,4 +1,4 @@
-"""Training-set scenarios of the papers (spec §1): held-out meta/validation sets, long tail, label noise.
+"""Training-set scenarios of the papers (CAAT §4.1, FRL §5, CFA §5.1, BiLAW §5.1): held-out meta/validation sets, long tail, label noise.
 
 Held-out sets are carved out first and stay clean and balanced; the test set is never touched. All draws
 come from one numpy RandomState(seed) in the order of CAAT's code (`NLT_CIFAR.build_dataloader`), so the

@@ -1,11 +1,12 @@
-"""The local executor: train the missing runs in this process, one after the other."""
+"""The local executor: train the missing runs in this process, one after the other, with a line as each run
+starts and ends (its epochs print their own lines, bench.progress)."""
 from __future__ import annotations
 
-import sys
+import time
 
 from bench.experiments.base import PlannedRun
 from bench.lease import RunLease
-from bench.progress import progress
+from bench.progress import duration, say
 from bench.store import RunStore
 from bench.train import Runtime, train_run
 
@@ -19,17 +20,26 @@ class LocalExecutor:
     def run(self, todo: list[PlannedRun], store: RunStore) -> int:
         """Train each run not leased by someone else; returns how many could not be trained."""
         failed = 0
-        for run in progress(todo, desc="runs", total=len(todo), leave=True):
+        for i, run in enumerate(todo, 1):
             run_dir = store.run_dir(run.config)
+            head = f"[run {i}/{len(todo)}] {run.key}"
             lease = RunLease(run_dir.path)
             if not lease.acquire("local", LOCAL_LEASE_HOURS):
-                print(f"  {run.key}: skipped, taken on by {lease.read()}", file=sys.stderr)
+                say(f"{head}: skipped, taken on by {lease.read()}")
                 continue
+            say(f"{head}: training {run_dir.path.name} ({run.config.epochs} epochs)")
+            began = time.monotonic()
             try:
-                train_run(run.config, run_dir, self.runtime)
+                result = train_run(run.config, run_dir, self.runtime)
+                say(f"{head}: done in {duration(time.monotonic() - began)}; {_summary(result)}")
             except (FileNotFoundError, ValueError) as err:  # e.g. a dataset absent here: the others go on
                 failed += 1
-                print(f"  {run.key}: not trained: {err}", file=sys.stderr)
+                say(f"{head}: not trained: {err}")
             finally:
                 lease.release()
         return failed
+
+
+def _summary(result: dict) -> str:
+    best = result["checkpoints"]["best"]["attacks"]
+    return "best checkpoint: " + ", ".join(f"{name} {100 * best[name]['acc']:.1f}%" for name in result["attacks"])

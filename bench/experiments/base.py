@@ -2,7 +2,8 @@
 each cell.
 
 Profiles: `paper` (the paper's settings, full test set), `fast` (same grid, short schedule, AutoAttack on a
-test subset) and `smoke` (a few batches, for tests). A cell names its row and column exactly as in
+test subset) and `smoke` (a few batches, for tests); a table may declare more of its own (`extra_profiles`,
+e.g. table1_bilaw's `quick`, a few of its cells in minutes). A cell names its row and column exactly as in
 `tables/published/<paper>.csv`, the runs that produce it, the checkpoint, the attack and the statistic, so
 that rendering and checking need nothing but the run store and the published file. Runs that share a key
 are seeds of one setting: their cell shows mean ± std.
@@ -17,7 +18,7 @@ from typing import Callable, Mapping, Sequence
 from bench.config import RunConfig
 from bench.registry import Registry
 
-PROFILES = ("paper", "fast", "smoke")
+PROFILES = ("paper", "fast", "smoke")  # every table and figure has these
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,10 @@ class Cell:
     stat: str = "acc"  # a name in bench.experiments.stats.STATS; the published cell's unit converts it
 
 
-def check_profile(profile: str) -> None:
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+def check_profile(profile: str, allowed: Sequence[str] = PROFILES, owner: str = "") -> None:
+    if profile not in allowed:
+        where = f" for {owner}" if owner else ""
+        raise ValueError(f"unknown profile {profile!r}{where}; choose one of {', '.join(allowed)}")
 
 
 def substitute(runs: list[PlannedRun], substitutions: Mapping[str, str]) -> list[PlannedRun]:
@@ -81,9 +83,14 @@ class Experiment:
     plan: Callable[[str], list[PlannedRun]]  # profile → runs
     cells: Callable[[], list[Cell]]
     notes: str = ""  # where our setting departs from the paper's, printed under the table
+    extra_profiles: tuple[str, ...] = ()  # profiles only this table has; they may plan a subset of its cells
+
+    @property
+    def profiles(self) -> tuple[str, ...]:
+        return PROFILES + self.extra_profiles
 
     def runs(self, profile: str, substitutions: Mapping[str, str] | None = None) -> list[PlannedRun]:
-        check_profile(profile)
+        check_profile(profile, self.profiles, self.id)
         return substitute(self.plan(profile), substitutions or {})
 
 
@@ -109,7 +116,7 @@ class Figure:
     notes: str = ""
 
     def runs(self, profile: str, substitutions: Mapping[str, str] | None = None) -> list[PlannedRun]:
-        check_profile(profile)
+        check_profile(profile, PROFILES, self.id)
         return substitute(self.plan(profile), substitutions or {})
 
 

@@ -1,9 +1,9 @@
-"""CAAT's tables (spec §1.2–1.4, §4.10, §4.13, §5). Tables 1–4: PreAct-ResNet-18 (variant B) on CIFAR-10,
+"""CAAT's tables (CAAT §4.1–4.3; Xu et al. 2021, FRL; Zhou, Yang & Wu 2023, CAAT §3; the papers' experiment sections). Tables 1–4: PreAct-ResNet-18 (variant B) on CIFAR-10,
 average and worst-class natural / boundary / robust errors under PGD-20 (ε = 8/255, step 2/255), for PGD-AT,
 TRADES (1/λ = 1, 6), Baseline ReWeight, the three FRL variants and CAAT with its two bounds. Table 1:
 standard CIFAR-10; Table 2: 20% pair-flip label noise; Table 3: long tail, imbalance factor 10; Table 4: the
 ablation Settings I–IV on standard CIFAR-10. Every row fine-tunes a robust hot start: the runs, their recipe
-and their data are in `caat_runs`. Cells read the last epoch (spec: the code has no selection).
+and their data are in `caat_runs`. Cells read the last epoch (CAAT's code has no selection).
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ TABLE1 = register(Experiment(
     cells=lambda: cells_of(STANDARD, ROWS, AVERAGE_AND_WORST),
     notes=NOTES + " FRL-split training set (47,000 images) for the hot start and the non-CAAT rows, CAAT's meta "
                   "split for CAAT (from the same hot start); the published non-CAAT rows are FRL's own numbers "
-                  "(spec §4.10)."))
+                  "(Xu et al. 2021, FRL)."))
 
 TABLE2 = register(Experiment(
     id="table2_caat", paper="caat", table="table2",

@@ -1,7 +1,7 @@
-"""CAAT's runs (spec §1.2–1.4, §4.10, §4.13, §5): the rows, the training sets, and the recipe every table and
+"""CAAT's runs (CAAT §4.1–4.3; Xu et al. 2021, FRL; Zhou, Yang & Wu 2023, CAAT §3; the papers' experiment sections): the rows, the training sets, and the recipe every table and
 figure shares: a robust hot start per training set, fine-tuned by each row.
 
-Hot start. FRL's `hot_start.pt` has no documented recipe [AMBIG]; the spec's default is TRADES β = 6 for
+Hot start. FRL's `hot_start.pt` has no documented recipe [AMBIG]; the bench's default is TRADES β = 6 for
 100 epochs, here with TRADES's CIFAR-10 schedule (SGD lr 0.1 ÷10 at epochs 75 and 90) and the fine-tune's
 momentum 0.9, weight decay 5e-4 (TRADES's own code: 2e-4) and batch 128. It trains on the training set of
 its scenario: FRL's split (first 4700 images per class) on standard CIFAR-10, like FRL's; the corrupted set
@@ -10,14 +10,14 @@ with CAAT's split in the noisy and long-tailed scenarios ("hot start trained on 
 
 Fine-tuning. Every row, CAAT's, FRL's and the baselines', starts from its scenario's hot start and trains 40
 epochs at a constant lr 0.001 (the FRL and CAAT codes' MultiStep at 40/80 never fires), momentum 0.9, weight
-decay 5e-4, batch 128. PGD-AT and TRADES fine-tune it too [AMBIG]: the spec puts FRL's baselines under the
+decay 5e-4, batch 128. PGD-AT and TRADES fine-tune it too [AMBIG]: the bench puts FRL's baselines under the
 hot-start recipe (§5; Baseline ReWeight is "PGD-AT fine-tuning from the same hot start", §4.10), and so the
 rows differ only in their loss; the hot start itself, TRADES β = 6 from scratch, is a run of its own.
 Training attack K = 10, step 2/255, ε = 8/255 [P] (the code's 10/255 is `--fidelity code`), no
 normalisation layer, one seed.
 
 Data. On standard CIFAR-10 the non-CAAT rows train on FRL's split (last 300 images per class held out),
-CAAT's rows on CAAT's seeded 300-per-class meta split (spec §1.2), all from the hot start trained on FRL's
+CAAT's rows on CAAT's seeded 300-per-class meta split (CAAT §4.1 and FRL's code), all from the hot start trained on FRL's
 split (so, as with the official codes, it has seen some of CAAT's meta images). In the noisy and
 long-tailed scenarios every run, hot start included, uses CAAT's split, so all see the same corrupted
 training set. Noise: MW-Net's `flip2` (CAAT's README for "pair-flip"); long tail: Cui et al.'s exponential

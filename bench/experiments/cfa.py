@@ -1,4 +1,4 @@
-"""CFA's tables and figures (spec §4.2, §4.3, §4.6, §4.10–4.12, §5).
+"""CFA's tables and figures (CFA §5 and its official code; AT, TRADES, FAT, FRL and EMA as its baselines).
 
 Tables 1–3 (CIFAR-10, PreAct-ResNet-18 variant A) and Table 4 (Tiny-ImageNet) report clean and AutoAttack
 accuracy, class average and worst class (worst 20% of classes on Tiny-ImageNet), at the best and last
@@ -113,7 +113,7 @@ def hot_starts(data: str, profile: str) -> list[PlannedRun]:
 
 
 def frl_run(data: str, row: str, profile: str, seed: int) -> PlannedRun:
-    """An FRL row: the same seed's hot start fine-tuned with FRL's code recipe (spec §4.10)."""
+    """An FRL row: the same seed's hot start fine-tuned with FRL's code recipe (Xu et al. 2021, FRL)."""
     start_id = hot_start_config(profile, data, seed).run_id()
     cfg = run_config(row, profile, data, seed, epochs=FRL_EPOCHS[profile], milestones=(), lr=FRL_LR,
                      schedule="constant", init_from=start_id)
@@ -205,7 +205,7 @@ TABLE4 = register(Experiment(
     title="CFA Table 4: Tiny-ImageNet ResNet-18, clean and AA accuracy (avg / worst-20% classes), best and last",
     plan=_plan("Tiny-ImageNet", T4_ROWS),
     cells=_best_last_cells("Tiny-ImageNet", T4_ROWS, ("Clean", "AA."), ("Worst-20%", "worst20")),
-    notes=NOTES + """ Tiny-ImageNet: ResNet-18 as the paper says (the spec's default is PRN-18); 200 epochs as
+    notes=NOTES + """ Tiny-ImageNet: ResNet-18 as the paper says (the bench's default is PRN-18); 200 epochs as
 CIFAR [AMBIG]; 5 seeds as Table 1 (App. C.1 does not say); validation split 10 images per class (2%); FAWA
 gates on the worst-20% mean with threshold 0.05 [AMBIG]. The paper also selects "best" by the worst-20% mean;
 the bench's selection score offers only the worst class (≈0 on 200 classes), so "best" here is effectively the

@@ -3,7 +3,7 @@ claim (does the paper's comparison hold on our numbers), with one overall verdic
 
 Tolerances are in points of the published unit and apply to percentages only; timing cells depend on the
 device and are shown, not judged. Only the `paper` profile is expected to match the numbers; at `fast` and
-`smoke` the tolerance is indicative and the claims carry the verdict.
+`quick`/`smoke` the tolerance is indicative and the claims carry the verdict.
 
 Both cells and claims know their noise (bench.experiments.stats): a cell is "off" only when ours ± 2 se lies
 wholly outside published ± tolerance, and a claim is held or refuted only when its difference clears 2 se;
@@ -23,7 +23,7 @@ from bench.experiments.base import Experiment
 from bench.experiments.claims import CONTRADICTED, Claim, Judgement, claims_for, published_values
 from bench.experiments.stats import NOT_DISTINGUISHABLE, Accepted, judge
 
-TOLERANCE = {"paper": 1.5, "fast": 5.0, "smoke": 5.0}  # points of acc% / err%
+TOLERANCE = {"paper": 1.5, "fast": 5.0, "quick": 5.0, "smoke": 5.0}  # points of acc% / err%
 JUDGED_UNITS = ("acc%", "err%")
 VERDICTS = ("reproduced", "not reproduced", "incomplete", NOT_DISTINGUISHABLE)
 CLAIM_VERDICTS = ("held", "refuted", NOT_DISTINGUISHABLE, "not testable", CONTRADICTED)

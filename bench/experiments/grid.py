@@ -1,14 +1,45 @@
-"""From a plan to work: which planned runs are finished, running, crashed or new in a run store, and the
+"""From a plan to work: which planned runs are finished, running, crashed, new or lack their data here, and the
 missing ones in the order they must be trained. Every executor (local, cluster) starts from `missing`."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from typing import Mapping, Sequence
 
+from bench.data import MissingDatasetError, locate
 from bench.experiments.base import PlannedRun
 from bench.store import RunStore
 
 NOT_RUNNABLE = "not runnable"
+DATA_ABSENT = "data absent"  # a run not trained yet whose dataset is not on this machine
+
+
+def check_filters(planned: list[PlannedRun], label: str, methods: Sequence[str] = (), seeds: Sequence[int] = (),
+                  datasets: Sequence[str] = (), models: Sequence[str] = ()) -> None:
+    """Refuse a filter value that no planned run has (a typo, or a model the table does not use), which would
+    otherwise select nothing and succeed with '0 runs'; the message lists the values the plan has."""
+    configs = [run.config for run in planned if run.config is not None]
+    present = {
+        "--methods": {c.method for c in configs} | {c.method.split("+")[0] for c in configs},
+        "--seeds": {c.seed for c in configs},
+        "--datasets": {c.dataset for c in configs},
+        "--models": {c.model for c in configs},
+    }
+    for flag, values in (("--methods", methods), ("--seeds", seeds), ("--datasets", datasets), ("--models", models)):
+        unknown = [str(v) for v in values if v not in present[flag]]
+        if unknown:
+            have = ", ".join(sorted(map(str, present[flag]))) or "none"
+            raise ValueError(f"{flag} {','.join(unknown)}: no run of {label} has it; its runs have: {have}")
+
+
+def absent_datasets(planned: list[PlannedRun], data_root: str | None = None) -> dict[str, str]:
+    """Dataset → what to put where, for every planned dataset whose files are not on this machine."""
+    absent = {}
+    for name in sorted({run.config.dataset for run in planned if run.config is not None}):
+        try:
+            locate(name, data_root)
+        except MissingDatasetError as err:
+            absent[name] = str(err)
+    return absent
 
 
 def select(planned: list[PlannedRun], methods: Sequence[str] = (), seeds: Sequence[int] = (),
@@ -27,15 +58,17 @@ def select(planned: list[PlannedRun], methods: Sequence[str] = (), seeds: Sequen
     return [run for run in planned if wanted(run) or (run.config is not None and run.config.run_id() in needed)]
 
 
-def states(planned: list[PlannedRun], store: RunStore) -> dict[str, str]:
-    """Run id (or the key of a run the bench cannot run) → its store status (bench.store) or 'not runnable'."""
+def states(planned: list[PlannedRun], store: RunStore, absent: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Run id (or the key of a run the bench cannot run) → its store status (bench.store), 'not runnable', or
+    'data absent' for a new run whose dataset is in `absent` (absent_datasets)."""
     out = {}
     for run in planned:
         if run.config is None:
             out[run.key] = NOT_RUNNABLE
         else:
             run_dir = store.run_dir(run.config)
-            out[run_dir.path.name] = run_dir.status()
+            state = run_dir.status()
+            out[run_dir.path.name] = DATA_ABSENT if state == "new" and run.config.dataset in (absent or {}) else state
     return out
 
 

@@ -35,13 +35,16 @@ def collect(experiment: Experiment, store: RunStore, profile: str,
     """One row per cell: row, column, unit, ours (mean over finished seeds), ours_std, ours_se (its standard
     error: bench.experiments.stats), seeds, published, published_std, diff (ours − published), status, runs,
     source (store / ledger: where the finished runs were read; a run not finished in the store is read from the
-    reproduction ledger, by default tables/results/)."""
+    reproduction ledger, by default tables/results/). Cells with no run planned under `profile` (a
+    profile such as `quick` that plans a few of the table's cells) are left out."""
     ledger = Ledger() if ledger is None else ledger
     groups = group_runs(experiment.runs(profile, substitutions))
     published = load_published(experiment.paper)
     published = published[published["table"] == experiment.table].set_index(["row", "column"])
     records = []
     for cell in experiment.cells():
+        if cell.run not in groups:
+            continue
         pub = published.loc[(cell.row, cell.column)]
         runs = groups[cell.run]
         values, ses, states, run_ids, sources = [], [], [], [], []
@@ -155,19 +158,54 @@ def to_markdown(experiment: Experiment, cells: pd.DataFrame, profile: str,
     return "\n".join(lines) + "\n"
 
 
+# Characters of the papers' labels and our cells, as LaTeX (math in \ensuremath, so two in a row stay inline).
+LATEX_SYMBOLS = {"ℓ̂": r"\ensuremath{\hat{\ell}}", "ℓ∞": r"\ensuremath{\ell_\infty}", "ℓ2": r"\ensuremath{\ell_2}", "ℓ": r"\ensuremath{\ell}", "∞": r"\ensuremath{\infty}",
+                 "ε": r"\ensuremath{\varepsilon}", "λ": r"\ensuremath{\lambda}", "β": r"\ensuremath{\beta}",
+                 "ω": r"\ensuremath{\omega}", "μ": r"\ensuremath{\mu}", "Δ": r"\ensuremath{\Delta}",
+                 "±": r"\ensuremath{\pm}", "×": r"\ensuremath{\times}", "≤": r"\ensuremath{\leq}",
+                 "≥": r"\ensuremath{\geq}", "−": "-", "–": "--", "—": "---", "′": "'"}
+LEVEL_SEPARATOR = " / "  # a column "Tiny-CNN / perturbation: ℓ∞ / ε = 0.1 / Clean" is a path of header levels
+
+
 def _latex_escape(text: str) -> str:
-    return re.sub(r"([&%_#$])", r"\\\1", text)
+    text = re.sub(r"([&%_#$])", r"\\\1", text)
+    for symbol, tex in LATEX_SYMBOLS.items():
+        text = text.replace(symbol, tex)
+    return text
+
+
+def _header_rows(columns: list[str]) -> list[str]:
+    r"""booktabs header: one row per level of the column paths, a \multicolumn over each run of equal labels
+    (under the same parent) and a \cmidrule under every group; the last level is one label per column."""
+    paths = [col.split(LEVEL_SEPARATOR) for col in columns]
+    depth = max(map(len, paths))
+    paths = [[""] * (depth - len(p)) + p for p in paths]  # shallow columns hang from the bottom
+    rows = []
+    for level in range(depth - 1):
+        cells, rules, start = [""], [], 0
+        while start < len(paths):
+            end = start
+            while end + 1 < len(paths) and paths[end + 1][:level + 1] == paths[start][:level + 1]:
+                end += 1
+            label, width = paths[start][level], end - start + 1
+            cells.append(rf"\multicolumn{{{width}}}{{c}}{{{_latex_escape(label)}}}" if width > 1 else _latex_escape(label))
+            if label:
+                rules.append(rf"\cmidrule(lr){{{start + 2}-{end + 2}}}")
+            start = end + 1
+        rows += [" & ".join(cells) + r" \\", " ".join(rules)]
+    rows.append(" & ".join(["", *(_latex_escape(p[-1]) for p in paths)]) + r" \\")
+    return [row for row in rows if row]
 
 
 def to_latex(cells: pd.DataFrame) -> str:
-    """The same layout as a LaTeX tabular: 'ours (published)' per cell, '--' where ours is missing."""
+    """The same layout as a booktabs tabular with grouped column headers: 'ours (published)' per cell, '--'
+    where ours is missing; symbols are escaped for LaTeX (needs the booktabs package)."""
     rows = list(dict.fromkeys(cells["row"]))
     columns = list(dict.fromkeys(cells["column"]))
-    text = {(r["row"], r["column"]): ("--" if math.isnan(r["ours"]) else
-                                      _number(r["ours"], r["ours_std"]).replace("±", r"$\pm$"))
-            + f" ({r['published']:g})" for _, r in cells.iterrows()}
-    lines = [r"\begin{tabular}{l" + "c" * len(columns) + "}", r"\toprule",
-             " & ".join(["", *map(_latex_escape, columns)]) + r" \\", r"\midrule"]
+    text = {(r["row"], r["column"]): _latex_escape(("--" if math.isnan(r["ours"]) else _number(r["ours"], r["ours_std"]))
+                                                   + f" ({r['published']:g})") for _, r in cells.iterrows()}
+    lines = [r"% \usepackage{booktabs}", r"\begin{tabular}{l" + "c" * len(columns) + "}", r"\toprule",
+             *_header_rows(columns), r"\midrule"]
     lines += [" & ".join([_latex_escape(row), *(text.get((row, col), "") for col in columns)]) + r" \\"
               for row in rows]
     return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"]) + "\n"
@@ -176,8 +214,10 @@ def to_latex(cells: pd.DataFrame) -> str:
 def write_table(experiment: Experiment, store: RunStore, profile: str, out_dir: Path,
                 substitutions: Mapping[str, str] | None = None, tolerance: float | None = None,
                 appendix: str = "") -> Path:
-    """tables/<id>.md (with `appendix`, e.g. the check's verdicts, under the table), .tex and .csv."""
+    """tables/<profile>/<id>.md (with `appendix`, e.g. the check's verdicts, under the table), .tex and .csv: one
+    folder per profile, so a quick or smoke render never replaces a fast or paper one."""
     cells = collect(experiment, store, profile, substitutions)
+    out_dir = out_dir / profile
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{experiment.id}.md"
     atomic.write_text(path, to_markdown(experiment, cells, profile, substitutions, tolerance) + appendix)

@@ -1,7 +1,7 @@
 """Input normalization as the model's first layer, and the classifier skeleton that puts it there.
 
 Keeping mean/std inside the model lets the data pipeline and every attack work in pixel units
-([0,1] images, ε in pixels), whatever normalization a recipe uses (spec §0, pitfall 1).
+([0,1] images, ε in pixels), whatever normalization a recipe uses (as in CFA's and CAAT's code).
 """
 from __future__ import annotations
 

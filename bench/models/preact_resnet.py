@@ -1,7 +1,7 @@
 """PreAct-ResNet-18 (He et al. 2016, identity mappings), the two variants the reference codes use.
 
 Variant A (Wong/CFA/HAT/N-FGSM) ends with BN+ReLU before pooling; variant B (FRL/CAAT/GradAlign)
-pools the last block's output directly (spec §2). Global average pooling is adaptive, which equals the
+pools the last block's output directly (Rice et al. 2020's code). Global average pooling is adaptive, which equals the
 reference avg-pool 4 on 32×32 inputs and also serves 64×64 Tiny-ImageNet (HAT's TI model).
 """
 from __future__ import annotations

@@ -1,0 +1,31 @@
+"""Progress a person can follow where no terminal is attached (a SLURM log, a pipe, CI): one plain line per
+epoch from the training loop and one per run from the local executor, on stderr."""
+import re
+
+from bench.config import RunConfig
+from bench.executors import LocalExecutor
+from bench.experiments.base import PlannedRun
+from bench.store import RunStore
+from bench.train import Runtime, train_run
+
+TINY = dict(method="natural", dataset="fmnist", model="tiny-cnn", epochs=2, train_limit=256, attack_steps=1,
+            eval_attacks=("clean", "pgd20"), eval_n=32, final_attacks=("clean",), final_n=64)
+EPOCH_LINE = re.compile(r"epoch (\d)/2: loss \d+\.\d{4}, lr 0\.0?1, train acc \d+\.\d%, clean \d+\.\d% \(worst class "
+                        r"\d+\.\d%\), pgd20 \d+\.\d% \(worst class \d+\.\d%\), \d+\.\d s/epoch, ETA \d:\d\d:\d\d$")
+
+
+def test_training_prints_one_line_per_epoch_without_a_terminal(tmp_path, capsys):
+    cfg = RunConfig(**TINY)
+    run = RunStore(tmp_path).run_dir(cfg)
+    train_run(cfg, run)
+    lines = [line for line in capsys.readouterr().err.splitlines() if " epoch " in line]
+    assert [EPOCH_LINE.search(line).group(1) for line in lines] == ["1", "2"]
+    assert all(line.startswith(run.path.name) for line in lines) and lines[-1].endswith("ETA 0:00:00")
+
+
+def test_local_executor_prints_a_line_as_each_run_starts_and_ends(tmp_path, capsys):
+    plan = [PlannedRun("a", RunConfig(**{**TINY, "epochs": 1})), PlannedRun("b", RunConfig(**{**TINY, "epochs": 1, "seed": 1}))]
+    assert LocalExecutor(Runtime()).run(plan, RunStore(tmp_path)) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"\[run 1/2\] a: training natural_fmnist_tiny-cnn_s0-\w+ \(1 epochs\)", err)
+    assert re.search(r"\[run 2/2\] b: done in 0:\d\d:\d\d; best checkpoint: clean \d+\.\d%", err)
