@@ -1,6 +1,6 @@
 """`python -m bench report`: the status page `tables/STATUS.md`, generated from the run store and the
 reproduction ledger alone. For each table: the profile its numbers come from, cells measured, the check's
-verdict, the paper's claims held / refuted / not testable, the cells the audit flags in the published table,
+verdict, the paper's claims held / refuted / not distinguishable / not testable / contradicted by the paper's own table, the cells the audit flags in the published table,
 and where the numbers were read (ledger, store). For each figure: the profile and runs it is drawn from.
 """
 from __future__ import annotations
@@ -15,6 +15,8 @@ import pandas as pd
 from bench import atomic
 from bench.audit import excluded, flagged_cells
 from bench.environment import code_commit
+from bench.experiments.claims import CONTRADICTED
+from bench.experiments.stats import NOT_DISTINGUISHABLE
 from bench.experiments import EXPERIMENTS, FIGURES, PROFILES, Experiment, Figure
 from bench.experiments.check import TableCheck, check_table
 from bench.experiments.figures import figure_input
@@ -38,13 +40,14 @@ class TableStatus:
         e, c = self.experiment, self.check
         flags = f"{self.flags} ({self.unjudged} not judged)" if self.flags else "0"
         if c is None:
-            rendered = STATUS_FILE.parent / f"{e.id}.md"  # a table committed from runs that are not here
-            where = f"`tables/{e.id}.md` rendered from runs not in store or ledger" if rendered.exists() else "–"
+            rendered = [p for p in PROFILES if (STATUS_FILE.parent / p / f"{e.id}.md").exists()]  # committed renders
+            where = (", ".join(f"`tables/{p}/{e.id}.md`" for p in rendered) + " rendered from runs not in store or ledger"
+                     if rendered else "–")
             return f"| {e.id} | – | 0 of {len(e.cells())} | not run | – | {flags} | {where} |"
-        claims = Counter(verdict for _, verdict in c.claims)
+        claims = Counter(checked.verdict for checked in c.claims)
         source = ", ".join(f"{where} ({n} runs)" for where, n in sorted(self.sources.items()))
         return (f"| {e.id} | {self.profile} | {c.measured} of {c.cells} | {c.verdict} | "
-                f"{claims['held']} / {claims['refuted']} / {claims['not testable']} | {flags} | {source} |")
+                f"{claims['held']} / {claims['refuted']} / {claims[NOT_DISTINGUISHABLE]} / {claims['not testable']} / {claims[CONTRADICTED]} | {flags} | {source} |")
 
 
 def table_status(experiment: Experiment, store: RunStore, ledger: Ledger,
@@ -96,7 +99,7 @@ def status_markdown(store: RunStore, ledger: Ledger, substitutions: Mapping[str,
         "outside ±1.5 points), *incomplete* (unmeasured cells or untestable claims). Audit flags "
         "(`python -m bench audit`): published cells whose printed numbers cannot all be true or are implausible; "
         "those not judged are shown but left out of cell verdicts.", "",
-        "| table | profile | cells measured | verdict | claims held / refuted / not testable | audit flags | numbers from |",
+        "| table | profile | cells measured | verdict | claims held / refuted / not distinguishable / not testable / contradicted by the paper | audit flags | numbers from |",
         "|---|---|---|---|---|---|---|",
         *[t.row() for t in tables], "",
         "| figure | profile | drawn from |", "|---|---|---|",
