@@ -54,6 +54,7 @@ from torch import nn
 
 from bench import atomic
 from bench.attacks import pgd
+from bench.attacks.losses import loss_dtype
 from bench.attacks.pgd import input_grad
 from bench.attacks.mode import model_mode
 from methods.base import Batch, Method, StepOutput
@@ -120,7 +121,8 @@ class WeightingNet(nn.Module):
 def characteristics(logits: torch.Tensor, y: torch.Tensor, class_share: torch.Tensor,
                     class_loss: torch.Tensor) -> torch.Tensor:
     """ζ in the code's order [CE, class loss, ‖onehot − p‖₂, margin, Σ p log p, class share], differentiable
-    in the logits (the look-ahead needs that path; detach the logits for plain weights)."""
+    in the logits (the look-ahead needs that path; detach the logits for plain weights). In float32: ζ feeds the
+    float32 weighting network, so a float64 model's ζ is cast down here (and only here)."""
     logits = logits.float()
     p = logits.softmax(1)
     onehot = F.one_hot(y, logits.shape[1]).float()
@@ -137,7 +139,7 @@ def adversaries(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.T
     x + 0.001·N, in one PGD run: rows of the joint batch ascend KL or descend CE by the sign of their loss."""
     k = int(adv_rows.numel())
     with torch.no_grad(), model_mode(model, bn_mode == "train"):
-        target = model(x[adv_rows]).float().softmax(1)
+        target = loss_dtype(model(x[adv_rows])).softmax(1)
 
     def loss(logits, labels):
         kl = F.kl_div(F.log_softmax(logits[:k], 1), target, reduction="sum")
@@ -155,7 +157,7 @@ def gradient_bound(model: nn.Module, x: torch.Tensor, y: torch.Tensor, weights: 
     x + 0.001·N, each divided by its batch maximum."""
     with model_mode(model, False):
         with torch.no_grad():
-            target = model(x).float().softmax(1)
+            target = loss_dtype(model(x)).softmax(1)
         u = x + 0.001 * torch.randn_like(x)
         g_adv = input_grad(model, u, y, lambda z, _y: F.kl_div(F.log_softmax(z, 1), target, reduction="sum"))
         g_anti = input_grad(model, u, y, lambda z, yy: F.cross_entropy(z, yy, reduction="sum"))
