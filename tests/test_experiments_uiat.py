@@ -2,11 +2,10 @@
 between tables, and cells and figures filled from smoke runs trained on a tiny CIFAR-10-shaped data set."""
 import json
 import math
-import os
 from pathlib import Path
 
-import numpy as np
 import pytest
+from cifar_subset import real_cifar10_jpeg, write_subset
 
 from bench.experiments import EXPERIMENTS, FIGURES, PROFILES, uiat_figures
 from bench.experiments.figures import draw
@@ -132,25 +131,6 @@ def test_fast_profile_is_short_but_keeps_every_schedule_inside_training():
 
 # ---- smoke runs on a tiny CIFAR-10-shaped data set -------------------------------------------------------------
 
-def _real_cifar10_jpeg() -> Path:
-    import bench
-
-    folder = Path(os.environ.get("BENCH_CIFAR10_JPEG") or Path(bench.__file__).parents[2] / "shared/data/cifar10-jpeg")
-    if not (folder / "test.npz").is_file():
-        pytest.skip(f"cifar10-jpeg not found in {folder}")
-    return folder
-
-
-def _write_subset(source: Path, target: Path, per_class: int) -> None:
-    """The first `per_class` JPEGs of every class, classes interleaved, in cifar10-jpeg's npz layout."""
-    with np.load(source) as z:
-        jpeg, offsets, labels, classes = z["jpeg"], z["offsets"], z["labels"], z["classes"]
-    picked = np.stack([np.flatnonzero(labels == c)[:per_class] for c in range(len(classes))], axis=1).ravel()
-    chunks = [jpeg[offsets[i]:offsets[i + 1]] for i in picked]
-    np.savez(target, jpeg=np.concatenate(chunks), offsets=np.cumsum([0] + [len(c) for c in chunks]),
-             labels=labels[picked], classes=classes)
-
-
 SMOKE_KEYS = ["CIFAR-10/ResNet-18/helper", "CIFAR-10/ResNet-18/SAT", "CIFAR-10/ResNet-18/TRADES",
               "CIFAR-10/ResNet-18/UIAT", "CIFAR-10/ResNet-18/UIAT (One-off)"]
 
@@ -159,9 +139,9 @@ SMOKE_KEYS = ["CIFAR-10/ResNet-18/helper", "CIFAR-10/ResNet-18/SAT", "CIFAR-10/R
 def smoke_store(tmp_path_factory):
     """Table 1's CIFAR-10 smoke runs (those the figures read), on 320 training / 100 test images of cifar10-jpeg."""
     data = tmp_path_factory.mktemp("cifar10-jpeg")
-    source = _real_cifar10_jpeg()
-    _write_subset(source / "train.npz", data / "train.npz", 32)
-    _write_subset(source / "test.npz", data / "test.npz", 10)
+    source = real_cifar10_jpeg()
+    write_subset(source / "train.npz", data / "train.npz", 32)
+    write_subset(source / "test.npz", data / "test.npz", 10)
     with pytest.MonkeyPatch.context() as env:
         env.setenv("BENCH_CIFAR10_JPEG", str(data))
         env.setenv("BENCH_CACHE", str(tmp_path_factory.mktemp("cache")))

@@ -2,8 +2,8 @@
 compute the same logits; a RobustBench-format file is evaluated by the bench's attacks (`eval --weights`)."""
 from pathlib import Path
 
-import numpy as np
 import pytest
+from cifar_subset import real_cifar10_jpeg, write_subset
 import torch
 
 from bench.cli import main
@@ -74,30 +74,12 @@ def test_runs_robustbench_cannot_hold_are_refused(model, shape, normalize, messa
 
 # ---- the round trip through the CLI, on a tiny subset of the real cifar10-jpeg -------------------------------------
 
-def _cifar10_jpeg() -> Path:
-    import bench
-
-    folder = Path(bench.__file__).parents[2] / "shared/data/cifar10-jpeg"
-    if not (folder / "test.npz").is_file():
-        pytest.skip(f"cifar10-jpeg not found in {folder}")
-    return folder
-
-
-def _first_per_class(source: Path, target: Path, per_class: int) -> None:
-    with np.load(source) as z:
-        jpeg, offsets, labels, classes = z["jpeg"], z["offsets"], z["labels"], z["classes"]
-    picked = np.stack([np.flatnonzero(labels == c)[:per_class] for c in range(len(classes))], axis=1).ravel()
-    chunks = [jpeg[offsets[i]:offsets[i + 1]] for i in picked]
-    np.savez(target, jpeg=np.concatenate(chunks), offsets=np.cumsum([0] + [len(c) for c in chunks]),
-             labels=labels[picked], classes=classes)
-
-
 @pytest.mark.slow  # about 40 s on one busy core: a PreAct-ResNet-18 trained, then attacked twice by PGD-10
 def test_export_then_eval_weights_round_trip(tmp_path, monkeypatch, capsys):
     data = tmp_path / "cifar10-jpeg"
     data.mkdir()
     for split, n in (("train", 6), ("test", 2)):
-        _first_per_class(_cifar10_jpeg() / f"{split}.npz", data / f"{split}.npz", n)
+        write_subset(real_cifar10_jpeg() / f"{split}.npz", data / f"{split}.npz", n)
     monkeypatch.setenv("BENCH_CIFAR10_JPEG", str(data))
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
     runs = ["--runs-dir", str(tmp_path / "runs")]
