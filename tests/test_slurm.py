@@ -20,10 +20,9 @@ from bench.checkpoint_io import load_checkpoint
 from bench.config import RunConfig
 from bench.executors import SubmititExecutor
 from bench.executors.cluster import load_cluster
-from bench.executors.submitit_executor import last_job
 from bench.experiments.base import PlannedRun
 from bench.experiments.grid import missing
-from bench.lease import slurm_states
+from bench.lease import last_job, slurm_states
 from bench.store import RunStore
 from bench.train import train_run
 
