@@ -213,6 +213,11 @@ def _dataset_line(info: Any) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train one run under its lease (bench/lease.py), as `bench run` does: a second `train` of the same run,
+    here or on another host, is refused with the holder's name instead of training it twice."""
+    from bench.executors.local import LOCAL_LEASE_HOURS
+    from bench.lease import RunLease
+    from bench.run_state import run_state
     from bench.store import RunStore
     from bench.train import Runtime, resolve_device, train_run
 
@@ -220,12 +225,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     validate(cfg)
     runtime = Runtime(resolve_device(args.device), args.data_root)
     run = RunStore(args.runs_dir).run_dir(cfg)
-    state = run.status()
-    if state == "running":
-        print(f"{run.path} is being trained by another process (fresh heartbeat); not starting it twice.")
+    lease = RunLease(run.path)
+    made = not run.path.exists()
+    if not lease.acquire("local", LOCAL_LEASE_HOURS):
+        holder = lease.read()
+        print(f"error: {run.path} is being trained by {holder.describe() if holder else 'another process'} "
+              f"(lease {lease.path}); not training it twice", file=sys.stderr)
         return 1
-    print(f"run {run.path} ({'already done' if state == 'done' else 'new' if state == 'new' else f'resuming ({state})'})")
-    result = train_run(cfg, run, runtime)
+    try:
+        state = run_state(run).status
+        print(f"run {run.path} ({'already done' if state == 'done' else 'new' if state == 'new' else f'resuming ({state})'})")
+        result = train_run(cfg, run, runtime)
+    finally:
+        lease.release()
+        if made and not any(run.path.iterdir()):  # refused before anything was written: leave no empty folder
+            run.path.rmdir()
     print(format_result(result))
     return 0
 

@@ -40,6 +40,13 @@ class Lease:
     job_id: str = ""  # SLURM job id ("123" or "123_4" for an array task), once submitted
     log: str = ""  # the job's log file, once known
 
+    def describe(self) -> str:
+        """Who holds it, for a refusal message: 'process 123 on host-a since 12:00:00' or 'SLURM job 42 (...)'."""
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.taken))
+        if self.holder == "slurm" and self.job_id:
+            return f"SLURM job {self.job_id} (submitted from {self.host} at {since}; log {self.log or 'not known yet'})"
+        return f"{self.holder} process {self.pid} on {self.host} since {since}"
+
 
 def slurm_states(job_ids: list[str]) -> dict[str, str]:
     """Job id → SLURM state from `sacct` (accounting), {} when sacct is absent or fails."""
