@@ -49,7 +49,11 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    write_text(path, json_text(obj, indent=2) + "\n")
+    try:
+        text = json_text(obj, indent=2)
+    except ValueError as err:
+        raise ValueError(f"{path}: not written: {err} (strict JSON has no NaN or Infinity)") from None
+    write_text(path, text + "\n")
 
 
 def json_text(obj: Any, indent: int | None = None) -> str:

@@ -162,13 +162,12 @@ class RunDir:
             try:
                 state = load_checkpoint(path, map_location)
             except DamagedFile as err:
-                say(str(err))
                 damaged.append(err)
                 continue
-            if self.last_ckpt in [err.path for err in damaged]:
+            if damaged:  # last.pt was the damaged one
                 os.replace(self.last_ckpt, self.path / "last.pt.damaged")
-                say(f"{self.path.name}: resuming from {path.name} (epoch {state['epoch'] + 1}); the damaged "
-                    "last.pt is kept as last.pt.damaged")
+                say(f"{damaged[0]}; resuming from {path.name} (epoch {state['epoch'] + 1}), the damaged file "
+                    "kept as last.pt.damaged")
             self.damaged_file.unlink(missing_ok=True)
             return state
         if damaged:
