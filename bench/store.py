@@ -24,6 +24,7 @@ raises bench.atomic.DamagedFile naming it.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import threading
 import time
@@ -143,7 +144,10 @@ class RunDir:
         if self.last_ckpt.exists():
             link = self.path / f".{self.prev_ckpt.name}.link{atomic.TEMP_SUFFIX}"
             link.unlink(missing_ok=True)
-            os.link(self.last_ckpt, link)
+            try:
+                os.link(self.last_ckpt, link)
+            except OSError:  # a filesystem without hard links: a copy, still renamed into place whole
+                shutil.copyfile(self.last_ckpt, link)
             os.replace(link, self.prev_ckpt)
         save_checkpoint(self.last_ckpt, state, meta={"epoch": state["epoch"]})
 
