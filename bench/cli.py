@@ -213,6 +213,11 @@ def _dataset_line(info: Any) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train one run under its lease (bench/lease.py), as `bench run` does: a second `train` of the same run,
+    here or on another host, is refused with the holder's name instead of training it twice."""
+    from bench.executors.local import LOCAL_LEASE_HOURS
+    from bench.lease import RunLease
+    from bench.run_state import run_state
     from bench.store import RunStore
     from bench.train import Runtime, resolve_device, train_run
 
@@ -220,12 +225,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     validate(cfg)
     runtime = Runtime(resolve_device(args.device), args.data_root)
     run = RunStore(args.runs_dir).run_dir(cfg)
-    state = run.status()
-    if state == "running":
-        print(f"{run.path} is being trained by another process (fresh heartbeat); not starting it twice.")
+    lease = RunLease(run.path)
+    made = not run.path.exists()
+    if not lease.acquire("local", LOCAL_LEASE_HOURS):
+        holder = lease.read()
+        print(f"error: {run.path} is being trained by {holder.describe() if holder else 'another process'} "
+              f"(lease {lease.path}); not training it twice", file=sys.stderr)
         return 1
-    print(f"run {run.path} ({'already done' if state == 'done' else 'new' if state == 'new' else f'resuming ({state})'})")
-    result = train_run(cfg, run, runtime)
+    try:
+        state = run_state(run).status
+        print(f"run {run.path} ({'already done' if state == 'done' else 'new' if state == 'new' else f'resuming ({state})'})")
+        result = train_run(cfg, run, runtime)
+    finally:
+        lease.release()
+        if made and not any(run.path.iterdir()):  # refused before anything was written: leave no empty folder
+            run.path.rmdir()
     print(format_result(result))
     return 0
 
@@ -267,9 +281,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Every stored run with its state; runs submitted to a cluster also show their job, SLURM state and log."""
-    from bench.executors.submitit_executor import last_job
-    from bench.lease import slurm_states
+    """Every stored run with its state (bench/run_state.py): cluster jobs also show their SLURM state and log,
+    failed and damaged runs the reason."""
+    from bench.run_state import run_states
     from bench.store import RunStore
 
     store = RunStore(args.runs_dir)
@@ -278,40 +292,27 @@ def cmd_status(args: argparse.Namespace) -> int:
 
         print(status_document(store))
         return 0
-    rows = [(run, run.status(), last_job(run.path)) for run in store.runs()]
-    if not rows:
+    runs = list(store.runs())
+    if not runs:
         print(f"no runs under {store.root}")
         return 0
-    slurm = slurm_states([job["job_id"] for _, _, job in rows if job and job["executor"] == "slurm"])
-    print(f"{'status':<8} {'epochs':>9}  run")
+    states = run_states(runs)
+    print(f"{'status':<9} {'epochs':>9}  run")
     counts: Counter[str] = Counter()
-    for run, state, job in rows:
-        state = _with_job_state(state, job, slurm.get(job["job_id"]) if job else None)
-        counts[state] += 1
-        epochs = f"{run.epochs_done():>4}/{run.config().epochs:<4}" if run.config_file.exists() else f"{'-':>4}/{'-':<4}"
-        line = f"{state:<8} {epochs}  {run.path.name}"
-        if job:
-            known = slurm.get(job["job_id"], "not in sacct yet") if job["executor"] == "slurm" else "in-process"
-            line += f"  [job {job['job_id']} {known}; log {job['log']}]"
-        if state == "failed" and run.error_file.exists():
-            line += f"  ({run.error_file.read_text().strip().splitlines()[-1]}; see {run.error_file})"
+    for run in runs:
+        state = states[run.path.name]
+        counts[state.status] += 1
+        done, total = ("-" if n is None else n for n in (state.epochs_done, state.epochs))
+        line = f"{state.status:<9} {done:>4}/{total:<4}  {run.path.name}"
+        if state.job:
+            known = (state.slurm_state or "not in sacct yet") if state.job["executor"] == "slurm" else "in-process"
+            line += f"  [job {state.job['job_id']} {known}; log {state.job['log']}]"
+        if state.reason:
+            line += f"  ({state.reason}" + (f"; see {run.error_file})" if state.status == "failed" and
+                                            run.error_file.exists() else ")")
         print(line)
     print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     return 0
-
-
-def _with_job_state(state: str, job: dict[str, Any] | None, slurm_state: str | None) -> str:
-    """The store's word for a run, refined by its cluster job: 'submitted' while SLURM's accounting does not
-    list the job yet, 'queued' while it waits, 'failed' when SLURM ended it without the run finishing."""
-    from bench.lease import SLURM_ENDED, SLURM_LIVE
-
-    if state in ("done", "running", "failed") or job is None or job["executor"] != "slurm":
-        return state
-    if slurm_state is None:
-        return "submitted"
-    if slurm_state in SLURM_LIVE:
-        return "running" if slurm_state == "RUNNING" else "queued"
-    return "failed" if slurm_state in SLURM_ENDED else state
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -342,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_weights_flags(ep)
     ep.set_defaults(func=cmd_eval)
 
-    sp = sub.add_parser("status", help="every stored run: done, running, failed, crashed or new (and cluster jobs: SLURM state, log)", parents=[store])
+    sp = sub.add_parser("status", help="every stored run: done, running, queued, submitted, damaged, failed, crashed or new (and cluster jobs: SLURM state, log)", parents=[store])
     sp.add_argument("--json", action="store_true", help="one JSON document: counts and every run's state, epochs, job")
     sp.set_defaults(func=cmd_status)
 

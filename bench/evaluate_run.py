@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from bench import atomic
+from bench.checkpoint_io import load_checkpoint
 from bench.data import DATASETS, load_dataset
 from bench.store import RunDir
 from bench.train import Runtime, attack_budget, evaluate_model, evaluation_step, make_model
@@ -26,7 +27,7 @@ def evaluate_stored(run: RunDir, checkpoint: str, attacks: tuple[str, ...], aa_n
     info = DATASETS.get(cfg.dataset)
     eps, step = attack_budget(cfg, info)
     step = evaluation_step(cfg, step)
-    ckpt = torch.load(path, map_location=device, weights_only=False)
+    ckpt = load_checkpoint(path, device)
     model = make_model(cfg, info, rt)
     model.load_state_dict(ckpt["model"])
     _, test = load_dataset(cfg.dataset, data_root)

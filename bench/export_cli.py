@@ -6,9 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 from bench import atomic
+from bench.checkpoint_io import load_checkpoint
 from bench.data import DATASETS
 from bench.registry import Registry
 from bench.store import RunDir, RunStore
@@ -46,7 +45,7 @@ def export_robustbench(run: RunDir, checkpoint: str, out: Path) -> str:
     path = run.best_ckpt if checkpoint == "best" else run.last_ckpt
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist (has the run finished an epoch? see `python -m bench status`)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(path)
     atomic.torch_save(out, {
         "state_dict": to_robustbench(arch, ckpt["model"]), "architecture": arch.name,
         "bench": {"run_id": run.path.name, "checkpoint": checkpoint, "epoch": ckpt["epoch"], "model": cfg.model,

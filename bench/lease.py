@@ -22,6 +22,7 @@ from typing import Callable
 from bench import atomic
 
 LEASE_FILE = "lease.json"
+JOBS_FILE = "jobs.jsonl"  # one line per cluster submission of the run (bench/executors/submitit_executor.py)
 SUBMITTING_SECONDS = 600  # a lease whose job id never arrived (the submitter died) is stale after this
 SLURM_LIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED",
               "CONFIGURING", "COMPLETING", "STAGE_OUT", "SIGNALING", "PREEMPTED"}
@@ -39,6 +40,13 @@ class Lease:
     job_id: str = ""  # SLURM job id ("123" or "123_4" for an array task), once submitted
     log: str = ""  # the job's log file, once known
 
+    def describe(self) -> str:
+        """Who holds it, for a refusal message: 'process 123 on host-a since 12:00:00' or 'SLURM job 42 (...)'."""
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.taken))
+        if self.holder == "slurm" and self.job_id:
+            return f"SLURM job {self.job_id} (submitted from {self.host} at {since}; log {self.log or 'not known yet'})"
+        return f"{self.holder} process {self.pid} on {self.host} since {since}"
+
 
 def slurm_states(job_ids: list[str]) -> dict[str, str]:
     """Job id → SLURM state from `sacct` (accounting), {} when sacct is absent or fails."""
@@ -54,6 +62,25 @@ def slurm_states(job_ids: list[str]) -> dict[str, str]:
         job, _, state = line.partition("|")
         states[job.strip()] = state.split()[0] if state.strip() else "UNKNOWN"  # "CANCELLED by 0" → CANCELLED
     return states
+
+
+def last_job(run_path: Path) -> dict | None:
+    """The latest submission of a run folder (job id, log, executor, ...), or None; a line that is not JSON
+    is damage (DamagedFile naming jobs.jsonl), a torn last line (killed mid-append) is ignored."""
+    path = Path(run_path) / JOBS_FILE
+    if not path.exists():
+        return None
+    lines = path.read_text().split("\n")[:-1]  # the piece after the last newline is torn or empty
+    entries = [line for line in lines if line.strip()]
+    if not entries:
+        return None
+    try:
+        job = atomic.parse_json(entries[-1])
+    except ValueError as err:
+        raise atomic.DamagedFile(path, f"line {len(lines)} is not valid JSON: {err}") from None
+    if not isinstance(job, dict) or "job_id" not in job or "executor" not in job:
+        raise atomic.DamagedFile(path, f"line {len(lines)} is not a job entry")
+    return job
 
 
 def is_live(lease: Lease, now: float, job_state: Callable[[str], str | None]) -> bool:

@@ -29,6 +29,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from bench.checkpoint_io import load_checkpoint
 from bench.registry import Registry
 
 SUB_BLOCK = "sub_block1."  # TRADES's never-run block, present in many zoo WideResNet files
@@ -124,7 +125,7 @@ def to_robustbench(arch: RobustBenchArch, bench_state: dict[str, torch.Tensor]) 
 def read_state(path: str | Path) -> dict[str, torch.Tensor]:
     """A RobustBench-format file's state_dict, prefixes stripped as RobustBench's own loader does."""
     utils = _robustbench()[2]
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = load_checkpoint(path, require_checksum=False)
     state = checkpoint["state_dict"] if "state_dict" in checkpoint else checkpoint
     return dict(utils.rm_substr_from_state_dict(utils.rm_substr_from_state_dict(state, "module."), "model."))
 

@@ -1,39 +1,31 @@
-"""`python -m bench status --json`: the run states of `status` as one JSON document for scripts."""
+"""`python -m bench status --json`: the run states of `status` (bench/run_state.py) as one JSON document for
+scripts."""
 from __future__ import annotations
 
-import json
-from typing import Any
-
+from bench import atomic
+from bench.run_state import RunState, run_states
 from bench.store import RunDir, RunStore
 
 
-def run_state(run: RunDir, state: str, job: dict[str, Any] | None, slurm_state: str | None) -> dict[str, Any]:
-    started = run.config_file.exists()
-    cfg = run.config() if started else None
-    error = run.error_file.read_text().strip().splitlines()[-1] if state == "failed" and run.error_file.exists() else None
+def _entry(run: RunDir, state: RunState) -> dict:
+    cfg = run.config() if state.epochs is not None else None  # None: not started, or config.json damaged
     return {
-        "run_id": run.path.name, "path": str(run.path), "status": state,
-        "epochs_done": run.epochs_done(), "epochs": cfg.epochs if cfg else None,
+        "run_id": run.path.name, "path": str(run.path), "status": state.status, "reason": state.reason,
+        "epochs_done": state.epochs_done, "epochs": state.epochs,
         "method": cfg.method if cfg else None, "dataset": cfg.dataset if cfg else None,
         "model": cfg.model if cfg else None, "seed": cfg.seed if cfg else None,
-        "error": error, "error_file": str(run.error_file) if error else None,
-        "job": None if job is None else {**job, "slurm_state": slurm_state},
+        "error": state.reason if state.status == "failed" else None,
+        "error_file": str(run.error_file) if state.status == "failed" and run.error_file.exists() else None,
+        "job": None if state.job is None else {**state.job, "slurm_state": state.slurm_state},
     }
 
 
 def status_document(store: RunStore) -> str:
-    """{"runs_dir", "counts": {state: n}, "runs": [...]}, states refined by cluster jobs as in `status`."""
-    from bench.cli import _with_job_state
-    from bench.executors.submitit_executor import last_job
-    from bench.lease import slurm_states
-
-    rows = [(run, run.status(), last_job(run.path)) for run in store.runs()]
-    slurm = slurm_states([job["job_id"] for _, _, job in rows if job and job["executor"] == "slurm"])
-    runs = []
-    for run, state, job in rows:
-        known = slurm.get(job["job_id"]) if job else None
-        runs.append(run_state(run, _with_job_state(state, job, known), job, known))
+    """{"runs_dir", "counts": {state: n}, "runs": [...]}, one entry per run as `status` shows it."""
+    runs = list(store.runs())
+    states = run_states(runs)
+    entries = [_entry(run, states[run.path.name]) for run in runs]
     counts: dict[str, int] = {}
-    for r in runs:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
-    return json.dumps({"runs_dir": str(store.root), "counts": counts, "runs": runs}, indent=2, sort_keys=True)
+    for entry in entries:
+        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    return atomic.json_text({"runs_dir": str(store.root), "counts": counts, "runs": entries}, indent=2)

@@ -4,20 +4,27 @@
                     scenario.json   per-class counts, noise transition actually applied
                     records.jsonl   one JSON line per finished epoch
                     environment.jsonl  commit, torch, device, precision, threads of each training attempt
-                    last.pt         everything needed to resume (written atomically every epoch)
+                    last.pt         everything needed to resume (written atomically every epoch, with its
+                                    checksum: bench/checkpoint_io.py)
+                    last_prev.pt    the epoch before's last.pt, resumed from when last.pt is damaged
+                                    (removed when the run is done)
+                    last.pt.damaged a damaged last.pt, moved aside (kept for inspection, never reused)
                     best.pt         model weights of the selected epoch, with the selection rule
                     result.json     final evaluation of the best and last checkpoints
                     heartbeat       touched while a process trains the run
                     error.txt       traceback of the last failure (the run shows as failed until it is run again)
+                    damaged.txt     why the run cannot resume (no intact checkpoint; the run shows as damaged)
                     lease.json      who has taken the run on (bench/lease.py); jobs.jsonl: its cluster jobs
                     done            written last: the run is finished
 
-A run folder is the single source of truth: tables and status are computed from these files alone.
+A run folder is the single source of truth: tables and status are computed from these files alone. Every
+file is verified when read: JSON strictly, checkpoints by checksum and with weights_only=True; a damaged one
+raises bench.atomic.DamagedFile naming it.
 """
 from __future__ import annotations
 
-import json
 import os
+import shutil
 import socket
 import threading
 import time
@@ -27,7 +34,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from bench import atomic
+from bench.atomic import DamagedFile
+from bench.checkpoint_io import load_checkpoint, read_meta, save_checkpoint
 from bench.config import RunConfig
+from bench.lease import LEASE_FILE
+from bench.progress import say
 
 HEARTBEAT_SECONDS = 30.0
 STALE_AFTER_SECONDS = 4 * HEARTBEAT_SECONDS
@@ -55,6 +66,14 @@ class RunDir:
         return self.path / "last.pt"
 
     @property
+    def prev_ckpt(self) -> Path:
+        return self.path / "last_prev.pt"
+
+    @property
+    def damaged_file(self) -> Path:
+        return self.path / "damaged.txt"
+
+    @property
     def best_ckpt(self) -> Path:
         return self.path / "best.pt"
 
@@ -75,38 +94,108 @@ class RunDir:
         return self.path / "error.txt"
 
     def config(self) -> RunConfig:
-        return RunConfig.from_dict(json.loads(self.config_file.read_text())["config"])
+        content = atomic.read_json(self.config_file)
+        try:
+            return RunConfig.from_dict(content["config"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise DamagedFile(self.config_file, f"not a run config: {type(err).__name__}: {err}") from None
 
     def result(self) -> dict[str, Any]:
-        return json.loads(self.result_file.read_text())
+        return atomic.read_json(self.result_file)
 
     # -- records -----------------------------------------------------------------------------
     def records(self) -> list[dict[str, Any]]:
-        """Epoch records; a torn last line (killed mid-append) is ignored."""
+        """Epoch records, parsed strictly. A torn last line (killed mid-append: no final newline) is ignored;
+        any other line that does not parse is damage (DamagedFile)."""
         if not self.records_file.exists():
             return []
+        try:
+            text = self.records_file.read_text()
+        except UnicodeDecodeError:
+            raise DamagedFile(self.records_file, "not UTF-8 text") from None
+        lines = text.split("\n")
         out = []
-        for line in self.records_file.read_text().splitlines():
+        for number, line in enumerate(lines[:-1], 1):  # the last piece has no newline: torn, or "" when complete
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
+                record = atomic.parse_json(line)
+            except ValueError as err:
+                raise DamagedFile(self.records_file, f"line {number} is not valid JSON: {err}") from None
+            if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+                raise DamagedFile(self.records_file, f"line {number} is not an epoch record")
+            out.append(record)
         return out
 
     def append_record(self, record: dict[str, Any]) -> None:
+        line = atomic.json_text(record) + "\n"  # before opening: a NaN raises here, not after a torn write
         with open(self.records_file, "a") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
+            f.write(line)
             f.flush()
             os.fsync(f.fileno())
 
     def truncate_records(self, epochs_done: int) -> None:
         """Keep the records of the first `epochs_done` epochs: those a resumed run will not redo."""
         kept = [r for r in self.records() if r["epoch"] < epochs_done]
-        atomic.write_text(self.records_file, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+        atomic.write_text(self.records_file, "".join(atomic.json_text(r) + "\n" for r in kept))
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def save_last(self, state: dict[str, Any]) -> None:
+        """Write last.pt (with its checksum and epoch), keeping the previous one as last_prev.pt (a hard link,
+        so last.pt itself is never absent) to resume from should last.pt be found damaged."""
+        if self.last_ckpt.exists():
+            link = self.path / f".{self.prev_ckpt.name}.link{atomic.TEMP_SUFFIX}"
+            link.unlink(missing_ok=True)
+            try:
+                os.link(self.last_ckpt, link)
+            except OSError:  # a filesystem without hard links: a copy, still renamed into place whole
+                shutil.copyfile(self.last_ckpt, link)
+            os.replace(link, self.prev_ckpt)
+        save_checkpoint(self.last_ckpt, state, meta={"epoch": state["epoch"]})
+
+    def resume_point(self, map_location: Any = "cpu") -> dict[str, Any] | None:
+        """Open the run to train it (under its lease): remove killed writes' temp files, verify config.json,
+        and return the newest intact checkpoint (last.pt, else last_prev.pt), or None to start fresh. A damaged
+        last.pt is named, moved aside to last.pt.damaged and the previous epoch's resumed; with no intact
+        checkpoint left the run is marked damaged and DamagedFile raised: nothing is silently replaced."""
+        atomic.remove_stale_temps(self.path, keep=(LEASE_FILE,))  # a submitter may be updating the lease now
+        if self.config_file.exists():
+            self.config()
+        damaged = []
+        for path in (self.last_ckpt, self.prev_ckpt):
+            if not path.exists():
+                continue
+            try:
+                state = load_checkpoint(path, map_location)
+            except DamagedFile as err:
+                damaged.append(err)
+                continue
+            if damaged:  # last.pt was the damaged one
+                os.replace(self.last_ckpt, self.path / "last.pt.damaged")
+                say(f"{damaged[0]}; resuming from {path.name} (epoch {state['epoch'] + 1}), the damaged file "
+                    "kept as last.pt.damaged")
+            self.damaged_file.unlink(missing_ok=True)
+            return state
+        if damaged:
+            reason = "; ".join(str(err) for err in damaged)
+            self.mark_damaged(f"{reason}; no intact checkpoint to resume from (move the file away to train from "
+                              "scratch)")
+            raise DamagedFile(damaged[0].path, f"{damaged[0].reason}; no intact checkpoint to resume from")
+        self.damaged_file.unlink(missing_ok=True)
+        return None
+
+    def mark_damaged(self, reason: str) -> None:
+        atomic.write_text(self.damaged_file, " ".join(reason.split()) + "\n")
+
+    def damage(self) -> str | None:
+        """Why the run is marked damaged (damaged.txt), or None."""
+        try:
+            return self.damaged_file.read_text().strip() or "damaged"
+        except FileNotFoundError:
+            return None
 
     # -- liveness ----------------------------------------------------------------------------
     def status(self, now: float | None = None) -> str:
-        """'done'; 'running' (fresh heartbeat of a live process); 'failed' (it raised: error.txt says why);
+        """'done'; 'running' (fresh heartbeat of a live process); 'damaged' (no intact checkpoint to resume from:
+        damaged.txt says which file and why); 'failed' (it raised: error.txt says why);
         'crashed' (killed: stale heartbeat, or its process is gone); or 'new'. Failed and crashed runs resume."""
         if self.done_file.exists():
             return "done"
@@ -115,6 +204,8 @@ class RunDir:
             age = (now or time.time()) - self.heartbeat_file.stat().st_mtime
             if age < STALE_AFTER_SECONDS and not self._owner_died():
                 return "running"
+        if self.damaged_file.exists():
+            return "damaged"
         if self.error_file.exists():
             return "failed"
         return "crashed" if beating else "new"
@@ -133,13 +224,22 @@ class RunDir:
         return False
 
     def epochs_done(self) -> int:
-        return len(self.records())
+        """Epochs whose checkpoint landed: a record appended before a kill that beat its last.pt is not counted
+        (the resumed run redoes that epoch)."""
+        records = len(self.records())
+        if self.done_file.exists():
+            return records
+        if not self.last_ckpt.exists():
+            return 0
+        meta = read_meta(self.last_ckpt)
+        return records if meta is None or "epoch" not in meta else min(records, meta["epoch"] + 1)
 
     def heartbeat(self) -> "Heartbeat":
         return Heartbeat(self.heartbeat_file, self.error_file)
 
     def mark_done(self) -> None:
         atomic.write_text(self.done_file, time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
+        self.prev_ckpt.unlink(missing_ok=True)  # only a resume could need it
 
 
 class Heartbeat:

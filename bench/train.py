@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 from bench import atomic, environment
+from bench.checkpoint_io import load_checkpoint, save_checkpoint
+from bench.divergence import check_finite
 from bench.config import RunConfig
 from bench.data import DATASETS, DatasetInfo, Split, load_dataset
 from bench.data.batches import AugmentSpec, BatchStream
@@ -195,7 +197,7 @@ def initial_weights(cfg: RunConfig, run: RunDir) -> InitWeights | None:
     wanted, found = _architecture(cfg), _architecture(source.config())
     if wanted != found:
         raise ValueError(f"init_from run {cfg.init_from} holds a {found}; this run trains a {wanted}")
-    ckpt = torch.load(source.last_ckpt, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(source.last_ckpt)
     return InitWeights(ckpt["model"], {"run": cfg.init_from, "file": str(source.last_ckpt), "epoch": ckpt["epoch"]})
 
 
@@ -249,8 +251,7 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
                                 nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
     schedule = build_schedule(optimizer, cfg, len(stream))
     start, best = 0, {}  # per checkpoint series ("" = the trained model, else an averaged model's name)
-    if run.last_ckpt.exists():
-        ckpt = torch.load(run.last_ckpt, map_location=rt.device, weights_only=False)
+    if (ckpt := run.resume_point(rt.device)) is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         schedule.load_state_dict(ckpt["schedule"])
@@ -278,6 +279,7 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
                 out.loss.backward()
                 optimizer.step()
                 schedule.step()
+                check_finite(out.loss, model, epoch, i)
                 meter.add(out.loss, out.logits, y, out.stats)
             record = {"epoch": epoch, "lr": epoch_lr, "threads": torch.get_num_threads(), **meter.summary()}
             record.update(method.on_epoch_end(model, epoch, record["train_class_acc"]))
@@ -297,12 +299,12 @@ def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime()) -> dict[str,
                         score = selection_score(evaluation, cfg)
                         if score > best.get(name, {"score": -1.0})["score"]:
                             best[name] = {"epoch": epoch, "score": score}
-                            atomic.torch_save(best_path(run, name), {"model": m.state_dict(), "epoch": epoch,
+                            save_checkpoint(best_path(run, name), {"model": m.state_dict(), "epoch": epoch,
                                                                      "rule": _rule(cfg)})
             run.append_record(record)
             board.log(record)
             log.epoch(record)
-            atomic.torch_save(run.last_ckpt, {
+            run.save_last({
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                 "method": method.state_dict(), "rng": _rng_state(data_gen), "epoch": epoch, "best": best,
             })
@@ -340,13 +342,13 @@ def final_evaluation(cfg: RunConfig, run: RunDir, model: nn.Module, method: Any,
     step is `step` (recorded as the result's step_size)."""
     averaged = method.averaged_models()
     checkpoints: dict[str, nn.Module] = {"last": model, **{f"last_{k}": m for k, m in averaged.items()}}
-    best = torch.load(run.best_ckpt, map_location=rt.device, weights_only=False)
+    best = load_checkpoint(run.best_ckpt, rt.device)
     if best["epoch"] != cfg.epochs - 1:
         checkpoints["best"] = _load(cfg, info, rt, best["model"])
     best_averaged = {}
     for name in averaged:
         if best_path(run, name).exists():
-            saved = torch.load(best_path(run, name), map_location=rt.device, weights_only=False)
+            saved = load_checkpoint(best_path(run, name), rt.device)
             best_averaged[name] = {"epoch": saved["epoch"], "same_as_last": saved["epoch"] == cfg.epochs - 1}
             if saved["epoch"] != cfg.epochs - 1:
                 checkpoints[f"best_{name}"] = _load(cfg, info, rt, saved["model"])

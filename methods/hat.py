@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.attacks.losses import kl_per_sample
+from bench.checkpoint_io import load_checkpoint
 from methods.base import Batch, Method, MethodContext, StepOutput
 from methods.registry import METHODS
 from methods.adversaries import trades_adversary
@@ -68,7 +69,7 @@ def helper_checkpoint(path: str, store_root: Path | None = None) -> Path:
 def load_helper(path: str, ctx: MethodContext) -> nn.Module:
     """A frozen helper in eval mode, built with ctx.new_model() and loaded from `path`."""
     file = helper_checkpoint(path, Path(ctx.run_dir).parent if ctx.run_dir else None)
-    saved = torch.load(file, map_location=ctx.device, weights_only=False)
+    saved = load_checkpoint(file, ctx.device, require_checksum=False)  # a run's best.pt, or a plain file
     state = saved["model"] if isinstance(saved, dict) and "model" in saved else saved
     helper = ctx.new_model()
     try:

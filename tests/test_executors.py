@@ -9,10 +9,9 @@ import time
 from bench.config import RunConfig
 from bench.executors import LocalExecutor, SubmititExecutor
 from bench.executors.cluster import ClusterProfile, load_cluster
-from bench.executors.submitit_executor import last_job
 from bench.experiments.base import PlannedRun
 from bench.experiments.grid import missing
-from bench.lease import Lease, RunLease, is_live
+from bench.lease import Lease, RunLease, is_live, last_job
 from bench.store import RunStore
 from bench.train import Runtime
 

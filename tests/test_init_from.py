@@ -10,6 +10,7 @@ import torch
 
 import bench.train as training
 from bench.cli import build_parser, config_from_args, main
+from bench.checkpoint_io import load_checkpoint
 from bench.config import RunConfig
 from bench.store import RunStore
 from bench.train import train_run
@@ -67,7 +68,7 @@ def test_the_run_starts_from_the_sources_last_weights_and_records_them(source, t
     seen: dict = {}
     watch_epochs(monkeypatch, seen)
     train_run(cfg, store.run_dir(cfg))
-    last = torch.load(source.last_ckpt, weights_only=False)["model"]
+    last = load_checkpoint(source.last_ckpt)["model"]
     assert set(seen[0]) == set(last)
     for k, v in last.items():
         assert torch.equal(seen[0][k], v), k
@@ -91,8 +92,8 @@ def test_a_resumed_run_continues_from_its_own_checkpoint(source, tmp_path, monke
     watch_epochs(monkeypatch, resumed_from)
     train_run(cfg, store.run_dir(cfg))
     assert list(resumed_from) == [1] and store.run_dir(cfg).status() == "done"
-    a = torch.load(straight.last_ckpt, weights_only=False)["model"]
-    b = torch.load(store.run_dir(cfg).last_ckpt, weights_only=False)["model"]
+    a = load_checkpoint(straight.last_ckpt)["model"]
+    b = load_checkpoint(store.run_dir(cfg).last_ckpt)["model"]
     for k in a:
         assert torch.equal(a[k], b[k]), k
 

@@ -6,6 +6,7 @@ import pytest
 from cifar_subset import real_cifar10_jpeg, write_subset
 import torch
 
+from bench.checkpoint_io import load_checkpoint
 from bench.cli import main
 from bench.models import build_model
 from bench.robustbench_interop import RB_ARCHS, check_exportable, load_robustbench, to_robustbench
@@ -99,7 +100,7 @@ def test_export_then_eval_weights_round_trip(tmp_path, monkeypatch, capsys):
     theirs = PreActResNet(PreActBlockV2, [2, 2, 2, 2], bn_before_fc=True).eval()
     theirs.load_state_dict(torch.load(out, weights_only=True)["state_dict"], strict=True)
     ours = build_model("preact-resnet18", 10).eval()
-    ours.load_state_dict(torch.load(tmp_path / "runs" / run_id / "last.pt", weights_only=False)["model"])
+    ours.load_state_dict(load_checkpoint(tmp_path / "runs" / run_id / "last.pt")["model"])
     x = torch.rand(4, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(theirs(x), ours(x), rtol=1e-5, atol=1e-5)

@@ -16,13 +16,13 @@ import pytest
 import torch
 
 from bench.cli import main
+from bench.checkpoint_io import load_checkpoint
 from bench.config import RunConfig
 from bench.executors import SubmititExecutor
 from bench.executors.cluster import load_cluster
-from bench.executors.submitit_executor import last_job
 from bench.experiments.base import PlannedRun
 from bench.experiments.grid import missing
-from bench.lease import slurm_states
+from bench.lease import last_job, slurm_states
 from bench.store import RunStore
 from bench.train import train_run
 
@@ -107,7 +107,7 @@ def test_a_requeued_job_resumes_from_its_checkpoint_and_matches_an_uninterrupted
     assert len(starts) == 2 and starts[0].split("starting at epoch ")[1].startswith("0")
     assert int(starts[1].split("starting at epoch ")[1].split()[0]) >= 1  # resumed, not restarted
     assert [r["epoch"] for r in run.records()] == [0, 1, 2, 3]
-    a, b = (torch.load(s.run_dir(cfg).last_ckpt, weights_only=False)["model"] for s in (interrupted, uninterrupted))
+    a, b = (load_checkpoint(s.run_dir(cfg).last_ckpt)["model"] for s in (interrupted, uninterrupted))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert run.result()["checkpoints"] == uninterrupted.run_dir(cfg).result()["checkpoints"]
 

@@ -9,6 +9,7 @@ import time
 import pytest
 import torch
 
+from bench.checkpoint_io import load_checkpoint
 from bench.config import RunConfig
 from bench.store import RunStore
 from bench.train import train_run
@@ -71,8 +72,8 @@ def test_every_method_trains_one_short_epoch(method, tmp_path, request):
         assert set(rec[0]["eval_averaged"]["ema"]["attacks"]) == {"clean", "pgd20"}
     frozen = smoke_config(method, helper, lr=0.0)
     train_run(frozen, store.run_dir(frozen))
-    trained = torch.load(run.last_ckpt, weights_only=False)["model"]
-    initial = torch.load(store.run_dir(frozen).last_ckpt, weights_only=False)["model"]
+    trained = load_checkpoint(run.last_ckpt)["model"]
+    initial = load_checkpoint(store.run_dir(frozen).last_ckpt)["model"]
     assert any(not torch.equal(trained[k], initial[k]) for k in initial), "training did not change the weights"
 
 
@@ -115,8 +116,8 @@ def test_kill_and_resume_gives_identical_weights(tmp_path):
     assert not run.done_file.exists()
     subprocess.run(_train_cmd(killed, 3), check=True, env=env, capture_output=True)
 
-    a = torch.load(next(straight.glob("*/last.pt")), weights_only=False)
-    b = torch.load(run.last_ckpt, weights_only=False)
+    a = load_checkpoint(next(straight.glob("*/last.pt")))
+    b = load_checkpoint(run.last_ckpt)
     assert a["epoch"] == b["epoch"] == 2
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
@@ -158,8 +159,8 @@ def test_interrupted_method_resumes_to_the_same_weights(method, tmp_path, reques
         train_run(cfg, resumed)
     monkeypatch.setattr(training, "build_method", build)
     train_run(cfg, resumed)
-    a = torch.load(straight.last_ckpt, weights_only=False)
-    b = torch.load(resumed.last_ckpt, weights_only=False)
+    a = load_checkpoint(straight.last_ckpt)
+    b = load_checkpoint(resumed.last_ckpt)
     for k in a["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0, msg=k)
 

@@ -25,14 +25,16 @@ class LocalExecutor:
             head = f"[run {i}/{len(todo)}] {run.key}"
             lease = RunLease(run_dir.path)
             if not lease.acquire("local", LOCAL_LEASE_HOURS):
-                say(f"{head}: skipped, taken on by {lease.read()}")
+                holder = lease.read()
+                say(f"{head}: skipped, taken on by {holder.describe() if holder else 'another process'}")
                 continue
             say(f"{head}: training {run_dir.path.name} ({run.config.epochs} epochs)")
             began = time.monotonic()
             try:
                 result = train_run(run.config, run_dir, self.runtime)
                 say(f"{head}: done in {duration(time.monotonic() - began)}; {_summary(result)}")
-            except (FileNotFoundError, ValueError) as err:  # e.g. a dataset absent here: the others go on
+            except (FileNotFoundError, ValueError) as err:  # a dataset absent here, a damaged file (DamagedFile),
+                # a diverged run (Diverged): this run fails, named in one line; the others go on
                 failed += 1
                 say(f"{head}: not trained: {err}")
             finally:

@@ -5,7 +5,6 @@ executor. Each run is leased before it is submitted, and the submission is recor
 SLURM state and log of every run from the shared filesystem alone."""
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -19,10 +18,8 @@ from bench.cost import CPU_CORES, forward_flops, run_cost
 from bench.executors.cluster import ClusterProfile
 from bench.executors.job import TrainJob
 from bench.experiments.base import PlannedRun
-from bench.lease import RunLease, slurm_states
+from bench.lease import JOBS_FILE, RunLease, slurm_states
 from bench.store import RunStore
-
-JOBS_FILE = "jobs.jsonl"
 
 
 class SubmititExecutor:
@@ -108,7 +105,7 @@ class SubmititExecutor:
                      "cluster": self.cluster.name, "submitted": now, "key": run.key, "run": run_dir.path.name}
             RunLease(run_dir.path).update(job_id=entry["job_id"], log=entry["log"])
             with open(run_dir.path / JOBS_FILE, "a") as f:
-                f.write(json.dumps(entry, sort_keys=True) + "\n")
+                f.write(atomic.json_text(entry) + "\n")
             entries.append(entry)
         if entries:
             atomic.write_json(store.root / "_submissions" / f"{now}-{os.getpid()}.json", entries)
@@ -121,15 +118,6 @@ def _failed(job: Any) -> bool:
     except Exception as err:  # the run's own traceback is in its error.txt
         print(f"  job {job.job_id} failed: {str(err).strip().splitlines()[-1]}", file=sys.stderr)
         return True
-
-
-def last_job(run_path) -> dict[str, Any] | None:
-    """The latest submission of a run folder (job id, log, ...), or None."""
-    path = run_path / JOBS_FILE
-    if not path.exists():
-        return None
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    return json.loads(lines[-1]) if lines else None
 
 
 def _state_lookup(todo: list[PlannedRun], store: RunStore):

@@ -23,6 +23,7 @@ import torch
 
 from bench import atomic
 from bench.attacks import pgd
+from bench.checkpoint_io import load_checkpoint
 from bench.data import DATASETS, load_dataset
 from bench.experiments.base import Figure, FigureInput, PlannedRun, register
 from bench.experiments.bilaw import TABLE2_METHODS, table2_run
@@ -82,7 +83,7 @@ def _compute_probe(run: RunDir) -> dict[str, Any]:
     info = DATASETS.get(cfg.dataset)
     eps, step = attack_budget(cfg, info)
     device = resolve_device("auto")
-    state = torch.load(run.last_ckpt, map_location=device, weights_only=False)
+    state = load_checkpoint(run.last_ckpt, device)
     model = make_model(cfg, info, Runtime(device))
     model.load_state_dict(state["model"])
     model.eval()

@@ -57,6 +57,7 @@ class TableCheck:
     undecided: list[tuple[str, str, float, float, float]] = field(default_factory=list)  # within 2 se of the bound
     claims: list[ClaimCheck] = field(default_factory=list)
     unjudged: list[tuple[str, str, str]] = field(default_factory=list)  # row, column, why: the audit flagged it
+    damaged: list[tuple[str, str, str]] = field(default_factory=list)  # row, column, which file and why
 
     @property
     def verdict(self) -> str:
@@ -80,6 +81,7 @@ class TableCheck:
         out += [f"    ⚠ {row} | {col}: ours {ours:.1f}{_se(se)}, published {pub:g} ({ours - pub:+.1f})"
                 for row, col, ours, pub, se in self.outside]
         out += [f"    not judged {row} | {col}: {why}" for row, col, why in self.unjudged]
+        out += [f"    not measured {row} | {col}: {why}" for row, col, why in self.damaged]
         counts = {v: sum(1 for c in self.claims if c.verdict == v) for v in CLAIM_VERDICTS}
         out.append("  claims: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
         for c in self.claims:
@@ -108,6 +110,8 @@ def check_table(experiment: Experiment, cells: pd.DataFrame, profile: str) -> Ta
     flags = flagged_cells(experiment.paper, experiment.table)
     for r in cells.to_dict("records"):
         if math.isnan(r["ours"]):
+            if str(r.get("status", "")).startswith("damaged"):  # named, so the damage is not mistaken for a run not done yet
+                result.damaged.append((r["row"], r["column"], r["status"]))
             continue
         result.measured += 1
         se = r.get("ours_se", math.nan)

@@ -7,6 +7,7 @@ from typing import Mapping, Sequence
 
 from bench.data import MissingDatasetError, locate
 from bench.experiments.base import PlannedRun
+from bench.run_state import TRAINABLE, RunState, run_states
 from bench.store import RunStore
 
 NOT_RUNNABLE = "not runnable"
@@ -59,30 +60,38 @@ def select(planned: list[PlannedRun], methods: Sequence[str] = (), seeds: Sequen
 
 
 def states(planned: list[PlannedRun], store: RunStore, absent: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Run id (or the key of a run the bench cannot run) → its store status (bench.store), 'not runnable', or
-    'data absent' for a new run whose dataset is in `absent` (absent_datasets)."""
+    """Run id (or the key of a run the bench cannot run) → its state (bench/run_state.py, SLURM-aware),
+    'not runnable', or 'data absent' for a new run whose dataset is in `absent` (absent_datasets)."""
+    found = _run_states(planned, store)
     out = {}
     for run in planned:
         if run.config is None:
             out[run.key] = NOT_RUNNABLE
         else:
-            run_dir = store.run_dir(run.config)
-            state = run_dir.status()
-            out[run_dir.path.name] = DATA_ABSENT if state == "new" and run.config.dataset in (absent or {}) else state
+            name = store.run_dir(run.config).path.name
+            state = found[name].status
+            out[name] = DATA_ABSENT if state == "new" and run.config.dataset in (absent or {}) else state
     return out
 
 
 def missing(planned: list[PlannedRun], store: RunStore) -> list[PlannedRun]:
-    """Runs to train: new, failed or crashed, once each (tables may share runs), helpers before the runs that read them."""
+    """Runs to train: new, failed, crashed or damaged (it fails alone, naming the file), once each (tables may
+    share runs), helpers before the runs that read them. Queued or running cluster jobs are left to SLURM."""
+    found = _run_states(planned, store)
     todo, seen = [], set()
     for run in planned:
         if run.config is None or run.config.run_id() in seen:
             continue
         seen.add(run.config.run_id())
-        if store.run_dir(run.config).status() in ("new", "failed", "crashed"):
+        if found[store.run_dir(run.config).path.name].status in TRAINABLE:
             todo.append(run)
     needed = {run_id for run in todo for run_id in run.needs}
     return sorted(todo, key=lambda run: run.config.run_id() not in needed)  # stable: plan order otherwise
+
+
+def _run_states(planned: list[PlannedRun], store: RunStore) -> dict[str, RunState]:
+    dirs = {store.run_dir(run.config).path.name: store.run_dir(run.config) for run in planned if run.config}
+    return run_states(dirs.values())
 
 
 def summary(run_states: dict[str, str]) -> str:

@@ -1,6 +1,7 @@
 """Tables from stored runs only: each cell's number (mean ± std over seeds) next to the published one, with
-the gap, or why it is missing (not runnable here, not run, running, crashed). Nothing is trained or evaluated
-here; Markdown, LaTeX and CSV are written atomically."""
+the gap, or why it is missing (not runnable here, not run, queued, running, damaged, failed, crashed: the
+states of bench/run_state.py). Nothing is trained or evaluated here; Markdown, LaTeX and CSV are written
+atomically."""
 from __future__ import annotations
 
 import math
@@ -18,9 +19,10 @@ from bench.experiments.base import Experiment, PlannedRun
 from bench.experiments.stats import STATS, in_unit, se_in_unit, seeds_se
 from bench.published import load_published
 from bench.ledger import Ledger
+from bench.run_state import run_states
 from bench.store import RunStore
 
-MISSING_ORDER = ("running", "failed", "crashed", "not run")  # the reason shown when no seed of a cell has finished
+MISSING_ORDER = ("running", "queued", "submitted", "damaged", "failed", "crashed", "not run")  # the reason shown when no seed of a cell has finished
 
 
 def group_runs(planned: list[PlannedRun]) -> dict[str, list[PlannedRun]]:
@@ -41,6 +43,7 @@ def collect(experiment: Experiment, store: RunStore, profile: str,
     groups = group_runs(experiment.runs(profile, substitutions))
     published = load_published(experiment.paper)
     published = published[published["table"] == experiment.table].set_index(["row", "column"])
+    found = run_states(store.run_dir(run.config) for runs in groups.values() for run in runs if run.config)
     records = []
     for cell in experiment.cells():
         if cell.run not in groups:
@@ -54,11 +57,13 @@ def collect(experiment: Experiment, store: RunStore, profile: str,
                 continue
             run_dir = store.run_dir(run.config)
             run_ids.append(run_dir.path.name)
-            state = run_dir.status()
+            state = found[run_dir.path.name].status
             recorded = None if state == "done" else ledger.run(run_dir.path.name)
             if recorded is not None:
                 run_dir, state = recorded, "done"
             states.append("not run" if state == "new" else state)
+            if state == "damaged":  # which file, and why, in the table's notes
+                states[-1] = f"damaged: {found[run_dir.path.name].reason}"
             if state == "done":
                 sources.append("store" if recorded is None else "ledger")
                 measured = STATS.get(cell.stat)(run_dir, cell)
@@ -82,8 +87,9 @@ def _status(values: list[float], states: list[str]) -> str:
     if values:
         return "done" if len(values) == len(states) else f"partial: {len(values)} of {len(states)} seeds"
     for reason in MISSING_ORDER:
-        if reason in states:
-            return reason
+        for state in states:
+            if state == reason or state.startswith(f"{reason}:"):
+                return state
     return states[0] if states else "no run planned"
 
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from bench import atomic
 from bench.attacks import pgd
+from bench.checkpoint_io import load_checkpoint
 from bench.data import DATASETS, Split, load_dataset
 from bench.evaluate import AttackSpec, attack_hits
 from bench.experiments.base import Figure, FigureInput, PlannedRun, register
@@ -49,7 +50,7 @@ def _last_model(run: RunDir, device: torch.device) -> tuple[nn.Module, Split]:
     cfg = run.config()
     info = DATASETS.get(cfg.dataset)
     model = make_model(cfg, info, Runtime(device))
-    model.load_state_dict(torch.load(run.last_ckpt, map_location=device, weights_only=False)["model"])
+    model.load_state_dict(load_checkpoint(run.last_ckpt, device)["model"])
     _, test = load_dataset(cfg.dataset)
     return model.eval(), test
 
