@@ -62,6 +62,7 @@ from methods.fairness import FairConstraints, class_errors
 from methods.heldout import HeldoutBatches
 from methods.lookahead import WithParams, sgd_lookahead
 from methods.registry import METHODS
+from methods.step_bound import Passes, attack, forward, hypergradient, update
 
 INITIAL_CLASS_LOSS = 5.0  # ζ6 before the first epoch has been seen (and forever in the code)
 
@@ -171,6 +172,15 @@ class CAAT(Method):
     Hparams = CAATHparams
     description = "CAAT: adversaries + anti-adversaries weighted by a meta-learned net, with FRL fairness weights"
     heldout_kind = "caat_meta"
+
+    def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
+        both = forward(1) + attack(self.ctx.attack_steps, 2)  # KL target; adversaries + anti-adversaries, one PGD
+        step = update(3) + both + (forward(1) + attack(2) if self.hp.bound == "grad" else Passes())
+        if self.hp.direction != "learned":
+            return step
+        # Eqs. 9–10: look-ahead on 3 loss inputs, meta loss on 3; the code's pseudo model redoes the batch first
+        meta = both + (hypergradient(4, 3) + forward(4) + both if self.code else hypergradient(3, 3))
+        return step + meta * (1 / self.meta_every)
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)
