@@ -39,10 +39,14 @@ class Passes:
 
     __rmul__ = __mul__
 
+    def cost(self, per_pass: dict[str, float]) -> float:
+        """The step's cost with `per_pass` the cost of one pass of each kind on one training batch."""
+        return sum(per_pass[f.name] * getattr(self, f.name) for f in fields(self))
+
     @property
     def units(self) -> float:
         """Forward-equivalents of the whole step (COST-weighted), in training batches."""
-        return sum(COST[f.name] * getattr(self, f.name) for f in fields(self))
+        return self.cost(COST)
 
     def describe(self) -> str:
         return " + ".join(f"{getattr(self, f.name):g} {f.name}" for f in fields(self) if getattr(self, f.name))
