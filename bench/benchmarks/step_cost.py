@@ -7,14 +7,15 @@ machine in one run.
 
 A step is what the training loop does per batch: the method's loss (adversaries, meta steps, ...),
 backward and the SGD step, on the same batch of real images, after two warm-up steps; the median over
-`--repeats` steps is reported (the mean where a method meta-steps every k > 1 batches, CAAT's code mode: 50,
-so that the meta step is amortised when repeats ≥ k). Per-epoch work (FRL/CAAT's class-wise validation, FAWA's
+`--repeats` steps is reported (where a method meta-steps every k > 1 batches, CAAT's code mode: 50, the mean over
+whole periods of at least k steps, so that the meta step is amortised). Per-epoch work (FRL/CAAT's class-wise validation, FAWA's
 gate) is not part of a step. Methods that need a held-out split get one cut from the training set; HAT gets an
 untrained helper.
 
 "bound ms" is the method's declared step bound (`Method.step_bound`, methods/step_bound.py) timed at this
 machine's cost per pass: each kind of pass (forward, input gradient, parameter backward, backward through a
-backward) timed alone on the batch, medians of `--repeats`. "meas/bound" near 1 means the step does no work
+backward) timed alone on the batch, medians of `--repeats`, right before each method (the load of a shared
+machine drifts). "meas/bound" near 1 means the step does no work
 beyond the passes its algorithm needs.
 `--compile` compiles every model first (bench/compile_option.py) and adds the first two steps' excess time
 (compilation) as a column. `--profile` prints torch.profiler's top operators of each method's steps.
@@ -126,6 +127,8 @@ def time_method(name: str, hp: dict[str, str], ctx: MethodContext, train: Split,
     model.train()
     times = []
     profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) if profile else None
+    every = getattr(method, "meta_every", 1)  # CAAT's code mode meta-steps every k batches: time a whole period
+    repeats = max(repeats, every)
     for step in range(repeats + 2):  # two warm-up steps
         if profiler is not None and step == 2:
             profiler.start()
@@ -142,8 +145,7 @@ def time_method(name: str, hp: dict[str, str], ctx: MethodContext, train: Split,
         print(f"--- {name}: top operators over {repeats} steps (self CPU time)")
         print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=40))
     steady = times[2:]
-    amortised = getattr(method, "meta_every", 1) > 1  # CAAT's code mode meta-steps every k batches
-    seconds = statistics.mean(steady) if amortised else statistics.median(steady)
+    seconds = statistics.mean(steady[:every * (len(steady) // every)]) if every > 1 else statistics.median(steady)
     return StepTime(seconds, max(0.0, sum(times[:2]) - 2 * seconds), method.step_bound(ctx.epochs - 1))
 
 
@@ -169,28 +171,31 @@ def main() -> None:
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as helper_dir:
         ctx, train, new_model = _context(args.dataset, args.model, device, args.batch, Path(helper_dir))
-        x = train.x[:args.batch].to(device).float().div_(255)
-        per_pass = pass_seconds(new_model, x, train.y[:args.batch].to(device), args.repeats, args.compile)
+        x, y = train.x[:args.batch].to(device).float().div_(255), train.y[:args.batch].to(device)
         base = {"helper": helper_dir}
-        steps = {}
+        steps, bounds, passes = {}, {}, []
         for label in dict.fromkeys(["trades", *names]):
             name, _, fidelity = label.partition("@")  # caat@code: the method at another fidelity
             hp = {**EXTRA_HP.get(name, {}), **overrides.get(label, {})}
             if name.split("+")[0] == "hat":
                 hp = {**base, **hp}
             run_ctx = replace(ctx, fidelity=fidelity or ctx.fidelity)
+            # the passes are timed next to each method: on a shared machine the load drifts within a run
+            passes.append(pass_seconds(new_model, x, y, args.repeats, args.compile))
             steps[label] = time_method(name, hp, run_ctx, train, new_model, args.repeats, args.batch, args.compile,
                                        args.profile)
+            bounds[label] = steps[label].bound.cost(passes[-1])
     print(f"one training step, {args.model} on {args.dataset}, batch {args.batch}, PGD/attack steps 10, "
           f"device {device}, torch threads {torch.get_num_threads()}, median of {args.repeats}"
           f"{', compiled' if args.compile else ''}")
-    print("ms per pass of the batch: " + ", ".join(f"{k} {1000 * v:.2f}" for k, v in per_pass.items()))
+    print("ms per pass of the batch (median over the methods' timings): "
+          + ", ".join(f"{k} {1000 * statistics.median(p[k] for p in passes):.2f}" for k in passes[0]))
     compile_col = f"{'compile s':>11}" if args.compile else ""
     print(f"{'method':<22}{'ms/step':>10}{'× TRADES':>10}{'bound ms':>10}{'meas/bound':>12}{compile_col}")
     for label, st in steps.items():
         extra = f"{st.warmup_excess:>11.1f}" if args.compile else ""
         print(f"{label:<22}{1000 * st.seconds:>10.1f}{st.seconds / steps['trades'].seconds:>10.2f}"
-              f"{1000 * st.bound.cost(per_pass):>10.1f}{st.seconds / st.bound.cost(per_pass):>12.2f}{extra}")
+              f"{1000 * bounds[label]:>10.1f}{st.seconds / bounds[label]:>12.2f}{extra}")
 
 
 if __name__ == "__main__":
