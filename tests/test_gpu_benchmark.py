@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -32,7 +33,7 @@ def test_tiny_run_measures_every_loop_and_writes_one_json(tiny_result, capsys):
     assert set(result["method_ms_per_step"]) == {"trades", "caat", "bilaw"}
     assert all(v > 0 for v in result["method_ms_per_step"].values())
     assert result["autoattack"]["images"] == gpu.TINY.aa_images and result["autoattack"]["images_per_s"] > 0
-    assert result["data"] == "synthetic" and result["cost_model_flops_per_s"] > 0
+    assert result["data"] == "synthetic" and result["cost_model_flops_per_s"] > 0 and result["skipped"] == []
     gpu.print_table(result)
     assert "bench     bf16" in capsys.readouterr().out
 
@@ -45,3 +46,10 @@ def test_cost_model_takes_the_measured_gpu_throughput(tiny_result, monkeypatch):
     assert str(out) in throughput.source and result["device"] in throughput.source
     monkeypatch.setenv("BENCH_GPU_BENCHMARK", str(out.parent / "missing.json"))
     assert cost.gpu_throughput().flops_per_s == cost.GPU_FLOPS and "assumed" in cost.gpu_throughput().source
+
+
+def test_compiled_rows_past_the_time_budget_are_listed_as_skipped(tmp_path):
+    result = gpu.run(replace(gpu.TINY, compile=True), torch.device("cpu"), tmp_path / "g.json", budget_s=0)
+    assert result["skipped"] == ["bench_loop bf16 compiled", "bench_loop tf32 compiled", "hand_loop bf16 compiled",
+                                 "hand_loop tf32 compiled"]
+    assert not any(r["compiled"] for r in result["rows"])

@@ -15,7 +15,8 @@ Loops, each timed over `--steps` batches of 128 after warm-up, scaled to one epo
   fp32, `model.eval()` for the attack and `model.train()` for the update. Run at fp32 and at PyTorch's
   default (TF32 convolutions), uncompiled, as those codes do.
 Precisions: fp32 (TF32 off), tf32 (TF32 convolutions and matmuls), bf16 (autocast). Compile
-(bench/compile_option.py) for `bench` and `hand` at tf32 and bf16; compile time is reported separately.
+(bench/compile_option.py) for `bench` and `hand` at bf16 and tf32, last, while `--budget-s` (420) allows; compile
+time is reported separately and rows left out are listed as skipped.
 
 The JSON (`--out`) holds every row, the device, torch version and `cost_model_flops_per_s`: the effective
 FLOP/s of the `bench` loop at tf32 uncompiled, counted as bench.cost counts a PGD-AT step (3 × forward FLOPs
@@ -126,12 +127,12 @@ def _timed(step: Callable[[int], None], size: Size, device: torch.device) -> tup
     return median, max(0.0, sum(times[:size.warmup]) - size.warmup * median)
 
 
-def _model(size: Size, device: torch.device, compiled: bool):
+def _model(size: Size, device: torch.device, compiled: bool, channels_last: bool = True):
     info = DATASETS.get(size.dataset)
     c, h, _ = info.shape
     torch.manual_seed(0)
     model = build_model(size.model, info.num_classes, in_channels=c, image_size=h).to(device)
-    if device.type == "cuda":
+    if device.type == "cuda" and channels_last:  # as bench/train.py does on CUDA
         model = model.to(memory_format=torch.channels_last)
     return compile_for_training(model) if compiled else model
 
@@ -217,7 +218,7 @@ class _Augmented(Dataset):
 
 
 def official_loop(size, device, precision, compiled, train: Split, ctx) -> Row:
-    model = _model(size, device, False)
+    model = _model(size, device, False, channels_last=False)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     loader = DataLoader(_Augmented(train), batch_size=size.batch, shuffle=True, num_workers=2,
                         pin_memory=device.type == "cuda", drop_last=True, persistent_workers=True)
@@ -298,27 +299,39 @@ def data_splits(size: Size) -> tuple[Split, Split, str]:
     return fake(size.images or TRAIN_IMAGES), fake(max(size.aa_images, 64) if size.images else 10_000), "synthetic"
 
 
-def run(size: Size, device: torch.device, out: Path) -> dict:
+def run(size: Size, device: torch.device, out: Path, budget_s: float = 420.0) -> dict:
+    """Every row, the method steps and AutoAttack; the compiled rows last, each only while less than `budget_s`
+    has passed (compiling PRN-18 takes a minute or more per row), the rest listed as skipped."""
     began = time.perf_counter()
     train, test, data = data_splits(size)
     heldout = train.subset(torch.arange(len(train) - 4 * size.batch, len(train))).to(device)
     ctx = _ctx(size, device, heldout)
-    rows, trained = [], []
-    configs = [(bench_loop, p, False) for p in PRECISIONS] + [(hand_loop, p, False) for p in PRECISIONS]
-    configs += [(official_loop, p, False) for p in ("fp32", "tf32")]
-    configs += [(loop, p, True) for loop in (bench_loop, hand_loop) for p in ("tf32", "bf16") if size.compile]
-    for loop, precision, compiled in configs:
-        extra = {"keep": trained} if loop is hand_loop and precision == "tf32" and not compiled else {}
+    rows, trained, skipped = [], [], []
+
+    def measure(loop, precision, compiled, **extra):
         rows.append(loop(size, device, precision, compiled, train, ctx, **extra))
         print(f"  {rows[-1].loop:<9}{rows[-1].precision:<5}{'compiled' if compiled else '':<9}"
               f"{rows[-1].ms_per_step:9.1f} ms/step", flush=True)
+
+    for loop in (bench_loop, hand_loop):
+        for precision in PRECISIONS:
+            measure(loop, precision, False, **({"keep": trained} if loop is hand_loop and precision == "tf32" else {}))
+    for precision in ("fp32", "tf32"):
+        measure(official_loop, precision, False)
+    methods = method_steps(size, device, train, ctx)
+    attack = autoattack_rate(trained[0], test, size, device, data)
+    for loop in (bench_loop, hand_loop) if size.compile else ():
+        for precision in ("bf16", "tf32"):
+            if time.perf_counter() - began < budget_s:
+                measure(loop, precision, True)
+            else:
+                skipped.append(f"{loop.__name__} {precision} compiled")
     reference = next(r for r in rows if (r.loop, r.precision, r.compiled) == ("bench", "tf32", False))
     flops_per_step = 3 * forward_flops(size.model, size.dataset) * (ctx.attack_steps + 1) * size.batch
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__, "size": asdict(size), "data": data, "rows": [asdict(r) for r in rows],
-        "method_ms_per_step": method_steps(size, device, train, ctx),
-        "autoattack": autoattack_rate(trained[0], test, size, device, data),
+        "method_ms_per_step": methods, "autoattack": attack, "skipped": skipped,
         "cost_model_flops_per_s": flops_per_step / (reference.ms_per_step / 1000),
         "cost_model_flops_source": "bench loop, pgd_at, tf32, uncompiled",
         "cpu_peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
@@ -342,6 +355,8 @@ def print_table(result: dict) -> None:
     aa = result["autoattack"]
     print(f"AutoAttack standard: {aa['images']} images in {aa['seconds']:.1f} s ({aa['images_per_s']:.1f}/s, "
           f"robust acc {aa['robust_acc']:.3f})")
+    if result["skipped"]:
+        print("skipped (time budget): " + ", ".join(result["skipped"]))
     print(f"cost model GPU throughput: {result['cost_model_flops_per_s'] / 1e12:.2f} TFLOP/s "
           f"({result['cost_model_flops_source']}); {result['seconds']:.0f} s in all")
 
@@ -352,6 +367,8 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--steps", type=int, default=None, help=f"timed steps per loop (default {FULL.steps}; tiny {TINY.steps})")
     p.add_argument("--out", type=Path, default=None, help=f"JSON path (default {DEFAULT_OUT}; tiny: a temp file)")
+    p.add_argument("--budget-s", type=float, default=420.0,
+                   help="start no compiled row after this many seconds (default 420, to end within 8 minutes)")
     args = p.parse_args()
     size = TINY if args.tiny else FULL
     if args.steps is not None:
@@ -359,7 +376,7 @@ def main() -> None:
             p.error(f"--steps {args.steps}: must be >= 1")
         size = replace(size, steps=args.steps)
     out = args.out or (Path(tempfile.mkdtemp()) / "gpu_benchmark.json" if args.tiny else DEFAULT_OUT)
-    print_table(run(size, torch.device(args.device), out))
+    print_table(run(size, torch.device(args.device), out, args.budget_s))
     print(f"wrote {out}")
 
 
