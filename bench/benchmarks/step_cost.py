@@ -14,9 +14,9 @@ untrained helper.
 
 "bound ms" is the method's declared step bound (`Method.step_bound`, methods/step_bound.py) timed at this
 machine's cost per pass: each kind of pass (forward, input gradient, parameter backward, backward through a
-backward) timed alone on the batch, medians of `--repeats`, right before each method (the load of a shared
-machine drifts). "meas/bound" near 1 means the step does no work
-beyond the passes its algorithm needs.
+backward) timed alone on the batch right after every step (`PassTimer`), so that on a shared machine a step and
+its bound see the same load; "meas/bound" is the median of those step-by-step ratios. Near 1 means the step does
+no work beyond the passes its algorithm needs.
 `--compile` compiles every model first (bench/compile_option.py) and adds the first two steps' excess time
 (compilation) as a column. `--profile` prints torch.profiler's top operators of each method's steps.
 """
@@ -64,9 +64,11 @@ def _context(dataset: str, model_name: str, device: torch.device, batch: int, he
 
 @dataclass
 class StepTime:
-    seconds: float  # per step (median, or mean where meta steps are amortised)
+    seconds: float  # per step (median, or mean over whole periods where meta steps are amortised)
+    bound_seconds: float  # the declared bound at the passes' times measured beside the steps (same statistic)
+    ratio: float  # measured / bound, step by step against the passes timed right after it (median)
     warmup_excess: float  # the two warm-up steps' time beyond two steps (compilation under --compile)
-    bound: Passes  # the declared bound
+    bound: Passes
 
 
 def _sync(device: torch.device) -> None:
@@ -74,79 +76,92 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _median_seconds(fn, repeats: int, device: torch.device) -> float:
-    times = []
-    for _ in range(repeats + 2):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[2:])
+def _seconds(fn, device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
 
 
-def pass_seconds(new_model, x: torch.Tensor, y: torch.Tensor, repeats: int, compile_model: bool) -> dict[str, float]:
-    """Seconds of one pass of each kind (methods.step_bound) on the batch, train mode, medians: a forward; a
-    forward + input gradient; a forward + parameter backward; and MW-Net's hypergradient (per-sample weights e,
-    a create_graph backward of Σ eᵢℓᵢ, a forward at θ − g and the gradient w.r.t. e), which is `hypergradient(1, 1)`
-    = 2 forwards + 2 parameter backwards + the second-order pass. Each kind is its timing less the passes it
-    contains."""
-    model = new_model()
-    if compile_model:
-        compile_for_training(model)
-    model.train()
-    named = dict(model.named_parameters())
+class PassTimer:
+    """Seconds of one pass of each kind (methods.step_bound) on the batch, on a model of the run's architecture in
+    train mode: a forward; a forward + input gradient; a forward + parameter backward; and MW-Net's hypergradient
+    (per-sample weights e, a create_graph backward of Σ eᵢℓᵢ, a forward at θ − g, the gradient w.r.t. e), which
+    is `hypergradient(1, 1)` = 2 forwards + 2 parameter backwards + the second-order pass. Each kind is its timing
+    less the passes it contains. Timed once after every step, so that a step and its bound see the same load."""
 
-    def input_grad():
-        u = x.clone().requires_grad_(True)
-        torch.autograd.grad(F.cross_entropy(model(u), y), u)
+    def __init__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
+        self.model, self.x, self.y = model.train(), x, y
+        self.named = dict(model.named_parameters())
 
-    def hypergradient():
-        e = torch.zeros(len(y), requires_grad=True)
-        loss = (e * F.cross_entropy(model(x), y, reduction="none")).sum()
-        grads = torch.autograd.grad(loss, list(named.values()), create_graph=True)
-        stepped = {n: p - 0.1 * g for (n, p), g in zip(named.items(), grads)}
-        torch.autograd.grad(F.cross_entropy(forward_with(model, stepped, x), y), e)
+    def _input_grad(self) -> None:
+        u = self.x.clone().requires_grad_(True)
+        torch.autograd.grad(F.cross_entropy(self.model(u), self.y), u)
 
-    fwd = _median_seconds(lambda: model(x), repeats, x.device)
-    bwd = _median_seconds(lambda: F.cross_entropy(model(x), y).backward(), repeats, x.device) - fwd
-    return {"fwd": fwd, "input_bwd": _median_seconds(input_grad, repeats, x.device) - fwd, "bwd": bwd,
-            "second": _median_seconds(hypergradient, repeats, x.device) - 2 * fwd - 2 * bwd}
+    def _backward(self) -> None:
+        F.cross_entropy(self.model(self.x), self.y).backward()
+
+    def _hypergradient(self) -> None:
+        e = torch.zeros(len(self.y), device=self.y.device, requires_grad=True)
+        loss = (e * F.cross_entropy(self.model(self.x), self.y, reduction="none")).sum()
+        grads = torch.autograd.grad(loss, list(self.named.values()), create_graph=True)
+        stepped = {n: p - 0.1 * g for (n, p), g in zip(self.named.items(), grads)}
+        torch.autograd.grad(F.cross_entropy(forward_with(self.model, stepped, self.x), self.y), e)
+
+    def once(self) -> dict[str, float]:
+        device = self.x.device
+        fwd = _seconds(lambda: self.model(self.x), device)
+        bwd = _seconds(self._backward, device) - fwd
+        return {"fwd": fwd, "input_bwd": _seconds(self._input_grad, device) - fwd, "bwd": bwd,
+                "second": _seconds(self._hypergradient, device) - 2 * fwd - 2 * bwd}
 
 
 def time_method(name: str, hp: dict[str, str], ctx: MethodContext, train: Split, new_model, repeats: int,
                 batch: int, compile_model: bool = False, profile: bool = False) -> StepTime:
     torch.manual_seed(0)
-    model = new_model()
+    model, reference = new_model(), new_model()
     if compile_model:
         compile_for_training(model)
+        compile_for_training(reference)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     method = build_method(name, hp, ctx)
+    bound = method.step_bound(ctx.epochs - 1)
     x = train.x[:batch].to(ctx.device).float().div_(255)
     y, idx = train.y[:batch].to(ctx.device), torch.arange(batch, device=ctx.device)
+    passes = PassTimer(reference, x, y)
     model.train()
-    times = []
+    times, bounds = [], []
     profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) if profile else None
     every = getattr(method, "meta_every", 1)  # CAAT's code mode meta-steps every k batches: time a whole period
     repeats = max(repeats, every)
     for step in range(repeats + 2):  # two warm-up steps
         if profiler is not None and step == 2:
             profiler.start()
-        _sync(ctx.device)
-        start = time.perf_counter()
-        out = method.loss(model, Batch(x, y, idx, epoch=ctx.epochs - 1, step=step), optimizer)
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        optimizer.step()
-        _sync(ctx.device)
-        times.append(time.perf_counter() - start)
-    if profiler is not None:
+
+        def train_step():
+            out = method.loss(model, Batch(x, y, idx, epoch=ctx.epochs - 1, step=step), optimizer)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+
+        times.append(_seconds(train_step, ctx.device))
+        if profiler is None:
+            bounds.append(bound.cost(passes.once()))
+    if profiler is not None:  # the passes are timed after the profile, which must see the steps alone
         profiler.stop()
         print(f"--- {name}: top operators over {repeats} steps (self CPU time)")
         print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=40))
-    steady = times[2:]
-    seconds = statistics.mean(steady[:every * (len(steady) // every)]) if every > 1 else statistics.median(steady)
-    return StepTime(seconds, max(0.0, sum(times[:2]) - 2 * seconds), method.step_bound(ctx.epochs - 1))
+        bounds = [bound.cost(passes.once()) for _ in times]
+    steady, steady_bounds = times[2:], bounds[2:]
+    if every > 1:
+        whole = every * (len(steady) // every)
+        seconds, bound_seconds = statistics.mean(steady[:whole]), statistics.mean(steady_bounds[:whole])
+        ratio = seconds / bound_seconds
+    else:
+        seconds, bound_seconds = statistics.median(steady), statistics.median(steady_bounds)
+        ratio = statistics.median(t / b for t, b in zip(steady, steady_bounds))
+    return StepTime(seconds, bound_seconds, ratio, max(0.0, sum(times[:2]) - 2 * seconds), bound)
 
 
 def main() -> None:
@@ -171,31 +186,25 @@ def main() -> None:
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as helper_dir:
         ctx, train, new_model = _context(args.dataset, args.model, device, args.batch, Path(helper_dir))
-        x, y = train.x[:args.batch].to(device).float().div_(255), train.y[:args.batch].to(device)
         base = {"helper": helper_dir}
-        steps, bounds, passes = {}, {}, []
+        steps = {}
         for label in dict.fromkeys(["trades", *names]):
             name, _, fidelity = label.partition("@")  # caat@code: the method at another fidelity
             hp = {**EXTRA_HP.get(name, {}), **overrides.get(label, {})}
             if name.split("+")[0] == "hat":
                 hp = {**base, **hp}
             run_ctx = replace(ctx, fidelity=fidelity or ctx.fidelity)
-            # the passes are timed next to each method: on a shared machine the load drifts within a run
-            passes.append(pass_seconds(new_model, x, y, args.repeats, args.compile))
             steps[label] = time_method(name, hp, run_ctx, train, new_model, args.repeats, args.batch, args.compile,
                                        args.profile)
-            bounds[label] = steps[label].bound.cost(passes[-1])
     print(f"one training step, {args.model} on {args.dataset}, batch {args.batch}, PGD/attack steps 10, "
           f"device {device}, torch threads {torch.get_num_threads()}, median of {args.repeats}"
           f"{', compiled' if args.compile else ''}")
-    print("ms per pass of the batch (median over the methods' timings): "
-          + ", ".join(f"{k} {1000 * statistics.median(p[k] for p in passes):.2f}" for k in passes[0]))
     compile_col = f"{'compile s':>11}" if args.compile else ""
     print(f"{'method':<22}{'ms/step':>10}{'× TRADES':>10}{'bound ms':>10}{'meas/bound':>12}{compile_col}")
     for label, st in steps.items():
         extra = f"{st.warmup_excess:>11.1f}" if args.compile else ""
         print(f"{label:<22}{1000 * st.seconds:>10.1f}{st.seconds / steps['trades'].seconds:>10.2f}"
-              f"{1000 * bounds[label]:>10.1f}{st.seconds / bounds[label]:>12.2f}{extra}")
+              f"{1000 * st.bound_seconds:>10.1f}{st.ratio:>12.2f}{extra}")
 
 
 if __name__ == "__main__":
