@@ -17,8 +17,8 @@ machine's cost per pass: each kind of pass (forward, input gradient, parameter b
 backward) timed alone on the batch right after every step (`PassTimer`), so that on a shared machine a step and
 its bound see the same load; "meas/bound" is the median of those step-by-step ratios. Near 1 means the step does
 no work beyond the passes its algorithm needs.
-`--compile` compiles every model first (bench/compile_option.py) and adds the first two steps' excess time
-(compilation) as a column. `--profile` prints torch.profiler's top operators of each method's steps.
+`--compile` compiles every model first (bench/compile_option.py; methods with a second-order backward are refused
+and listed) and adds the first two steps' excess time (compilation) as a column. `--profile` prints torch.profiler's top operators of each method's steps.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bench.compile_option import compile_for_training
+from bench.compile_option import check_compilable, compile_for_training
 from bench.data import DATASETS, Split, load_dataset
 from bench.hparams import parse_pairs
 from bench.models import build_model
@@ -91,9 +91,10 @@ class PassTimer:
     is `hypergradient(1, 1)` = 2 forwards + 2 parameter backwards + the second-order pass. Each kind is its timing
     less the passes it contains. Timed once after every step, so that a step and its bound see the same load."""
 
-    def __init__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
+    def __init__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, second_order: bool = True):
         self.model, self.x, self.y = model.train(), x, y
         self.named = dict(model.named_parameters())
+        self.second_order = second_order  # False for a compiled model: no double backward (bench/compile_option.py)
 
     def _input_grad(self) -> None:
         u = self.x.clone().requires_grad_(True)
@@ -113,23 +114,24 @@ class PassTimer:
         device = self.x.device
         fwd = _seconds(lambda: self.model(self.x), device)
         bwd = _seconds(self._backward, device) - fwd
-        return {"fwd": fwd, "input_bwd": _seconds(self._input_grad, device) - fwd, "bwd": bwd,
-                "second": _seconds(self._hypergradient, device) - 2 * fwd - 2 * bwd}
+        second = _seconds(self._hypergradient, device) - 2 * fwd - 2 * bwd if self.second_order else float("nan")
+        return {"fwd": fwd, "input_bwd": _seconds(self._input_grad, device) - fwd, "bwd": bwd, "second": second}
 
 
 def time_method(name: str, hp: dict[str, str], ctx: MethodContext, train: Split, new_model, repeats: int,
                 batch: int, compile_model: bool = False, profile: bool = False) -> StepTime:
     torch.manual_seed(0)
     model, reference = new_model(), new_model()
+    method = build_method(name, hp, ctx)
     if compile_model:
+        check_compilable(name, method)
         compile_for_training(model)
         compile_for_training(reference)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    method = build_method(name, hp, ctx)
     bound = method.step_bound(ctx.epochs - 1)
     x = train.x[:batch].to(ctx.device).float().div_(255)
     y, idx = train.y[:batch].to(ctx.device), torch.arange(batch, device=ctx.device)
-    passes = PassTimer(reference, x, y)
+    passes = PassTimer(reference, x, y, second_order=not compile_model)
     model.train()
     times, bounds = [], []
     profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) if profile else None
@@ -194,8 +196,11 @@ def main() -> None:
             if name.split("+")[0] == "hat":
                 hp = {**base, **hp}
             run_ctx = replace(ctx, fidelity=fidelity or ctx.fidelity)
-            steps[label] = time_method(name, hp, run_ctx, train, new_model, args.repeats, args.batch, args.compile,
-                                       args.profile)
+            try:
+                steps[label] = time_method(name, hp, run_ctx, train, new_model, args.repeats, args.batch,
+                                           args.compile, args.profile)
+            except ValueError as refused:  # --compile of a method with a second-order backward
+                print(refused)
     print(f"one training step, {args.model} on {args.dataset}, batch {args.batch}, PGD/attack steps 10, "
           f"device {device}, torch threads {torch.get_num_threads()}, median of {args.repeats}"
           f"{', compiled' if args.compile else ''}")
