@@ -41,7 +41,7 @@ class Passes:
 
     def cost(self, per_pass: dict[str, float]) -> float:
         """The step's cost with `per_pass` the cost of one pass of each kind on one training batch."""
-        return sum(per_pass[f.name] * getattr(self, f.name) for f in fields(self))
+        return sum(per_pass[f.name] * getattr(self, f.name) for f in fields(self) if getattr(self, f.name))
 
     @property
     def units(self) -> float:
