@@ -18,7 +18,8 @@ def test_factor_is_the_bound_ratio_to_pgd_at():
 def test_measured_ratio_scales_the_bound_and_is_named():
     paper = method_factor(RunConfig(method="caat", epochs=2))
     code = method_factor(RunConfig(method="caat", epochs=2, fidelity="code"))
-    assert MEASURED_SOURCE in paper.source
+    assert MEASURED_SOURCE in paper.source and MEASURED_SOURCE in code.source
+    assert MEASURED_OVER_BOUND["caat@code"] != MEASURED_OVER_BOUND["caat"]  # each fidelity its own measurement
     assert code.value < paper.value / 1.8  # the code meta-steps every 50 batches: about half the work per step
     assert paper.value > 4  # two joint PGD runs of 2 batches each, and the look-ahead, against one PGD run
     uiat = method_factor(RunConfig(method="uiat", epochs=2))
