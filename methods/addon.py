@@ -12,6 +12,7 @@ from torch import nn
 
 from bench.registry import Registry
 from methods.base import Batch, Method, NoHparams, StepOutput
+from methods.step_bound import Passes
 
 
 class Addon:
@@ -26,6 +27,10 @@ class Addon:
         self.hp = hp
         self.base = base
         self.ctx = base.ctx
+
+    def step_bound(self, epoch: int) -> Passes:
+        """Passes the add-on adds to one step of its base (methods.step_bound)."""
+        return Passes()
 
     def adjust(self, model: nn.Module, batch: Batch, out: StepOutput) -> StepOutput:
         """The step's output after this add-on (extra loss terms, re-weighting)."""
@@ -64,6 +69,9 @@ class Composite(Method):
 
     def eps_for(self, y):
         return self.base.eps_for(y)
+
+    def step_bound(self, epoch):
+        return sum((a.step_bound(epoch) for a in self.addons.values()), self.base.step_bound(epoch))
 
     def loss(self, model, batch, optimizer):
         out = self.base.loss(model, batch, optimizer)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from bench.data import Split
+from methods.step_bound import Passes
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,11 @@ class Method:
     def eps_for(self, y: torch.Tensor) -> torch.Tensor:
         """Per-sample budget of a batch with labels y."""
         return self.class_eps[y]
+
+    def step_bound(self, epoch: int) -> Passes:
+        """The forward/backward passes one step of epoch `epoch` needs (methods.step_bound): the operation count
+        that step_cost and the cost model measure against."""
+        raise NotImplementedError(f"{type(self).__name__} declares no step_bound")
 
     def loss(self, model: nn.Module, batch: Batch, optimizer: torch.optim.Optimizer) -> StepOutput:
         raise NotImplementedError

@@ -17,6 +17,7 @@ from methods.adversaries import ce_adversary
 from methods.base import Batch, Method, StepOutput
 from methods.fairness import class_errors, class_weights, halves_rho, project, violation, weighted_mean
 from methods.registry import METHODS
+from methods.step_bound import attack, update
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class ReweightHparams:
 class BaselineReweight(Method):
     Hparams = ReweightHparams
     description = "Baseline ReWeight: PGD-AT with class weights from a robust-error constraint (FRL/CAAT T1)"
+
+    def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
+        return attack(self.ctx.attack_steps) + update(1)
     heldout_kind = "frl_meta"
 
     def __init__(self, hp, ctx):

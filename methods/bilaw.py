@@ -51,6 +51,7 @@ from methods.heldout import HeldoutBatches
 from methods.lookahead import forward_isolated
 from methods.registry import METHODS
 from methods.sample_weights import sum_one
+from methods.step_bound import attack, forward, hypergradient, update
 
 Init = Literal["uniform", "normal", "none"]
 
@@ -201,6 +202,10 @@ class BiLAW(LearnedWeights):
     description = "BiLAW: robust CE weighted by a margin→weight net learned on a validation set"
     norms = ("linf", "l2")  # BiLAW Table 1's ℓ2 columns
 
+    def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
+        clean = self.hp.weight_input == "loss_gap" or self.hp.margin_on == "clean"
+        return attack(self.ctx.attack_steps) + attack(self.val_steps) + update(1) + hypergradient(1, 1) + forward(clean)
+
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
         x_adv, x_val_adv, y_val = self.robust_adversaries(model, batch)
         logits = model(x_adv)
@@ -220,6 +225,9 @@ class BiLAWTRADES(LearnedWeights):
     Hparams = BiLAWTRADESHparams
     description = "BiLAW-TRADES: clean CE + β·Σ w_i KL_i with BiLAW's learned weights (Σw = 1)"
     attack_loss = "kl"
+
+    def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
+        return forward(1) + attack(self.ctx.attack_steps) + attack(self.val_steps) + update(2) + hypergradient(2, 1)
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)
@@ -246,6 +254,9 @@ class BiLAWTRADES(LearnedWeights):
 class BiLAWNP(ValidatedReweighting):
     Hparams = BiLAWNPHparams
     description = "non-parametric BiLAW (Learning-to-Reweight): w ∝ max(−∂L_val(θ̃)/∂e, 0)"
+
+    def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
+        return attack(self.ctx.attack_steps) + attack(self.val_steps) + update(1) + hypergradient(1, 1)
 
     def contribution_weights(self, model, optimizer, robust: Tensor, x_val_adv: Tensor, y_val: Tensor) -> Tensor:
         """w = max(c, 0)/Σ max(c, 0), c_j = −∂L_val(θ̃(e))/∂e_j at e = 0; uniform when no c_j > 0."""

@@ -62,6 +62,7 @@ from methods.fairness import FairConstraints, class_errors
 from methods.heldout import HeldoutBatches
 from methods.lookahead import WithParams, sgd_lookahead
 from methods.registry import METHODS
+from methods.step_bound import Passes, attack, forward, hypergradient, update
 
 INITIAL_CLASS_LOSS = 5.0  # ζ6 before the first epoch has been seen (and forever in the code)
 
@@ -106,8 +107,19 @@ def _where_seen(values: torch.Tensor, seen: torch.Tensor) -> list[float | None]:
     return [v if s else None for v, s in zip(values.tolist(), seen.tolist())]
 
 
+def flush_negligible(w: torch.Tensor) -> torch.Tensor:
+    """`w` with weights below ε² of the dtype (1.4e-14 in float32) set to exact zeros (gradient 0 there).
+
+    τ = 0.001 drives the losing weight of most samples to 1e-20…1e-40 and below. Such a weight changes no float32
+    sum it enters beyond rounding, nor any parameter after the step (its share of an update is far below one ulp),
+    but its products shrink into subnormal floats along the backward through that sample's graph, and x86 CPUs
+    compute subnormals several times slower: CAAT's real backward took 3–4× its bound (tiny-CNN/F-MNIST)."""
+    return w.masked_fill(w.abs() < torch.finfo(w.dtype).eps ** 2, 0.0)
+
+
 class WeightingNet(nn.Module):
-    """f_Ω: BN on the six characteristics, one hidden ReLU layer, two logits → [α, β] = softmax(·/τ)."""
+    """f_Ω: BN on the six characteristics, one hidden ReLU layer, two logits → [α, β] = softmax(·/τ), subnormal
+    negligible weights set to zero (`flush_negligible`)."""
 
     def __init__(self, hidden: int, temperature: float):
         super().__init__()
@@ -115,7 +127,7 @@ class WeightingNet(nn.Module):
         self.layers = nn.Sequential(nn.BatchNorm1d(6), nn.Linear(6, hidden), nn.ReLU(), nn.Linear(hidden, 2))
 
     def forward(self, zeta: torch.Tensor) -> torch.Tensor:
-        return F.softmax(self.layers(zeta) / self.temperature, dim=1)
+        return flush_negligible(F.softmax(self.layers(zeta) / self.temperature, dim=1))
 
 
 def characteristics(logits: torch.Tensor, y: torch.Tensor, class_share: torch.Tensor,
@@ -134,12 +146,20 @@ def characteristics(logits: torch.Tensor, y: torch.Tensor, class_share: torch.Te
 
 
 def adversaries(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, step: float, steps: int,
-                adv_rows: torch.Tensor, anti_rows: torch.Tensor, bn_mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+                adv_rows: torch.Tensor, anti_rows: torch.Tensor, bn_mode: str,
+                logits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Adversaries (KL ascent) of x[adv_rows] and anti-adversaries (CE descent) of x[anti_rows], both from
-    x + 0.001·N, in one PGD run: rows of the joint batch ascend KL or descend CE by the sign of their loss."""
+    x + 0.001·N, in one PGD run: rows of the joint batch ascend KL or descend CE by the sign of their loss.
+
+    `logits`: the model's clean logits on x in the attack's BN mode, when the caller has them (`eval_logits`);
+    when every row is an adversary (min_weight 0, the default) the KL target is read off them instead of another
+    forward (a forward of a subset could round differently, and the sign steps would amplify that)."""
     k = int(adv_rows.numel())
-    with torch.no_grad(), model_mode(model, bn_mode == "train"):
-        target = loss_dtype(model(x[adv_rows])).softmax(1)
+    if logits is not None and k == len(x):
+        target = loss_dtype(logits.detach()).softmax(1)
+    else:
+        with torch.no_grad(), model_mode(model, bn_mode == "train"):
+            target = loss_dtype(model(x[adv_rows])).softmax(1)
 
     def loss(logits, labels):
         kl = F.kl_div(F.log_softmax(logits[:k], 1), target, reduction="sum")
@@ -149,6 +169,14 @@ def adversaries(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.T
     u = pgd(model, x[rows], y[rows], eps=eps[rows], step_size=step, steps=steps, init="normal", loss=loss,
             bn_mode=bn_mode)
     return u[:k], u[k:]
+
+
+def eval_logits(model: nn.Module, logits: torch.Tensor, bn_mode: str) -> torch.Tensor | None:
+    """`logits` when the forward that made them is the one the attack's KL target needs: every module already
+    in eval mode and the attack in eval mode (a train-mode target forward would also move BN statistics)."""
+    if bn_mode == "eval" and not any(m.training for m in model.modules()):
+        return logits
+    return None
 
 
 def gradient_bound(model: nn.Module, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, eps: float,
@@ -171,6 +199,17 @@ class CAAT(Method):
     Hparams = CAATHparams
     description = "CAAT: adversaries + anti-adversaries weighted by a meta-learned net, with FRL fairness weights"
     heldout_kind = "caat_meta"
+
+    def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
+        # KL target (the code's eval-mode clean forward is it: `eval_logits`); adversaries + anti-adversaries, one PGD
+        both = forward(0 if self.code and self.hp.bn_mode == "eval" else 1) + attack(self.ctx.attack_steps, 2)
+        step = update(3) + both + (forward(1) + attack(2) if self.hp.bound == "grad" else Passes())
+        if self.hp.direction != "learned":
+            return step
+        # Eqs. 9–10: look-ahead on 3 loss inputs, meta loss on 3; the code's pseudo model redoes the batch first
+        meta = both + (hypergradient(4, 3) + forward(4) + attack(self.ctx.attack_steps, 2) if self.code
+                       else hypergradient(3, 3))
+        return step + meta * (1 / self.meta_every)
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)
@@ -278,7 +317,7 @@ class CAAT(Method):
         adv_rows = everyone[weights[:, 0] >= self.hp.min_weight]
         anti_rows = everyone[weights[:, 1] >= self.hp.min_weight]
         x_adv, x_anti = adversaries(model, x, y, eps, self.ctx.step_size, self.ctx.attack_steps,
-                                    adv_rows, anti_rows, self.hp.bn_mode)
+                                    adv_rows, anti_rows, self.hp.bn_mode, eval_logits(model, logits_nat, self.hp.bn_mode))
         logits_adv, logits_anti = model(x_adv), model(x_anti)
         # KL target: the clean forward, or, on a code-mode epoch's train-mode first batch, the eval forward the
         # code's loss takes after its attack
@@ -320,10 +359,12 @@ class CAAT(Method):
         ce_nat = F.cross_entropy(logits, y, reduction="none")
         soft = self.net(characteristics(logits, y, self.class_share, self.class_loss))
         everyone = torch.arange(len(y), device=y.device)
-        x_adv, x_anti = adversaries(pseudo, x, y, self.eps_for(y), self.ctx.step_size, self.ctx.attack_steps,
-                                    everyone, everyone, "eval")
         with model_mode(pseudo, False):
-            kl = F.kl_div(F.log_softmax(pseudo(x_adv), 1), F.log_softmax(pseudo(x), 1), reduction="none",
+            logits_eval = pseudo(x)  # the KL's target, and (detached) the attack's: one eval forward for both
+        x_adv, x_anti = adversaries(pseudo, x, y, self.eps_for(y), self.ctx.step_size, self.ctx.attack_steps,
+                                    everyone, everyone, "eval", logits_eval)
+        with model_mode(pseudo, False):
+            kl = F.kl_div(F.log_softmax(pseudo(x_adv), 1), F.log_softmax(logits_eval, 1), reduction="none",
                           log_target=True).sum(1)
             ce_anti = F.cross_entropy(pseudo(x_anti), y, reduction="none")
         objective = self._objective(w_ce, w_kl, soft, ce_nat, kl, ce_anti, everyone, everyone)
@@ -346,9 +387,9 @@ class CAAT(Method):
         at_stepped = WithParams(model, stepped, buffers)
         m_rows = torch.arange(len(y_m), device=y_m.device)
         fixed = WithParams(model, {k: v.detach() for k, v in stepped.items()}, buffers)
+        logits_m = at_stepped(x_m)  # in eval mode (the code's) also the attack's KL target: same values as `fixed`'s
         x_adv_m, x_anti_m = adversaries(fixed, x_m, y_m, eps_m, self.ctx.step_size, self.ctx.attack_steps,
-                                        m_rows, m_rows, self.hp.bn_mode)
-        logits_m = at_stepped(x_m)
+                                        m_rows, m_rows, self.hp.bn_mode, eval_logits(model, logits_m, self.hp.bn_mode))
         kl_m = F.kl_div(F.log_softmax(at_stepped(x_adv_m), 1), F.log_softmax(logits_m, 1), reduction="none",
                         log_target=True).sum(1)
         uniform = torch.ones(len(y_m), 2, device=y_m.device)

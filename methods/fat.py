@@ -28,6 +28,7 @@ from bench.attacks.pgd import initial_point, per_sample
 from methods.base import Batch, Method, StepOutput
 from methods.reference_epoch import beyond
 from methods.registry import METHODS
+from methods.step_bound import attack, update
 
 OFFICIAL_NOISE_STD = 0.001  # ω
 OFFICIAL_TAU_STEPS = (50 / 120, 90 / 120)  # τ grows by one after each of these fractions of training
@@ -81,6 +82,9 @@ class FATHparams:
 class FAT(Method):
     Hparams = FATHparams
     description = "FAT (Zhang et al.): CE on friendly (early-stopped PGD) adversaries"
+
+    def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
+        return attack(self.ctx.attack_steps) + update(1)  # early stopping: at most K steps
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)

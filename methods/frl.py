@@ -22,6 +22,7 @@ from bench.attacks import kl_per_sample, pgd
 from methods.base import Batch, Method, StepOutput
 from methods.fairness import FairConstraints, class_errors, weighted_mean
 from methods.registry import METHODS
+from methods.step_bound import attack, forward, update
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,9 @@ class FRL(Method):
 
     heldout_kind = "frl_meta"
     updates: ClassVar[frozenset[str]] = frozenset()
+
+    def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
+        return forward(1) + attack(self.ctx.attack_steps) + update(2)  # as TRADES; class errors are per epoch
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)

@@ -30,6 +30,7 @@ from methods.base import Batch, Method, StepOutput
 from methods.reference_epoch import at_least, check_fraction
 from methods.registry import METHODS
 from methods.sample_weights import mean_one
+from methods.step_bound import attack, update
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,9 @@ def geometry_weights(kappa: Tensor, steps: int, lam: float, weight_fn: str = "ta
 class GAIRAT(Method):
     Hparams = GAIRATHparams
     description = "GAIRAT (Zhang et al.): PGD-AT reweighted by how many PGD steps each sample survives"
+
+    def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
+        return attack(self.ctx.attack_steps) + update(1)
     norms = ("linf", "l2")
 
     def __init__(self, hp, ctx):

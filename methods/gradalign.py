@@ -31,6 +31,7 @@ from bench.attacks.pgd import per_sample, uniform_noise
 from bench.attacks.single_step import fgsm
 from methods.base import Batch, Method, StepOutput
 from methods.registry import METHODS
+from methods.step_bound import Passes, attack, update
 
 OFFICIAL_LAMBDA = {6: 0.112, 8: 0.2, 10: 0.356}  # ε·255 → λ (official training script)
 FALLBACK_LAMBDA = 0.2
@@ -81,6 +82,9 @@ class GradAlignHparams:
 class GradAlign(Method):
     Hparams = GradAlignHparams
     description = "GradAlign (Andriushchenko & Flammarion): FGSM + gradient-alignment regulariser"
+
+    def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
+        return attack(3) + update(1) + Passes(second=1)  # FGSM, ∇x at x and at x+noise (create_graph), reg's backward
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)

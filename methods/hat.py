@@ -27,6 +27,7 @@ from bench.checkpoint_io import load_checkpoint
 from methods.base import Batch, Method, MethodContext, StepOutput
 from methods.registry import METHODS
 from methods.adversaries import trades_adversary
+from methods.step_bound import attack, forward, update
 
 HOW_TO_TRAIN_HELPER = (
     "HAT needs a naturally trained helper model of this run's architecture: train it first, with the same "
@@ -84,6 +85,9 @@ def load_helper(path: str, ctx: MethodContext) -> nn.Module:
 class HAT(Method):
     Hparams = HATHparams
     description = "HAT (Rade & Moosavi-Dezfooli): TRADES + CE on helper examples labelled by a natural model"
+
+    def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
+        return forward(1) + attack(self.ctx.attack_steps) + forward(1) + update(3)  # KL target, attack, helper labels, 3 loss inputs
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)

@@ -27,6 +27,7 @@ from methods.adversaries import ce_adversary, trades_adversary
 from methods.base import Batch, Method, StepOutput
 from methods.reference_epoch import beyond, check_fraction
 from methods.registry import METHODS
+from methods.step_bound import attack, forward, update
 
 BURN_IN = 75 / 120
 
@@ -82,6 +83,9 @@ class MAILAT(_MAIL):
     description = "MAIL-AT (Wang et al.): adversarial CE weighted by 3·sigmoid(s·(PM + b))"
     norms = ("linf", "l2")
 
+    def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
+        return attack(self.ctx.attack_steps) + update(1)
+
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
         x_adv = ce_adversary(self, model, batch)
         logits = model(x_adv)
@@ -94,6 +98,9 @@ class MAILAT(_MAIL):
 class MAILTRADES(_MAIL):
     Hparams = MAILTRADESHparams
     description = "MAIL-TRADES (Wang et al.): TRADES with the KL term weighted by 3·sigmoid(s·(PM + b))"
+
+    def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
+        return forward(1) + attack(self.ctx.attack_steps) + update(2)  # KL target, attack, clean + adversarial loss
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)

@@ -16,6 +16,7 @@ from bench.attacks import pgd
 from bench.attacks.losses import loss_dtype
 from methods.base import Batch, Method, StepOutput
 from methods.registry import METHODS
+from methods.step_bound import attack, update
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class MARTHparams:
 class MART(Method):
     Hparams = MARTHparams
     description = "MART (Wang et al.): misclassification-aware boosted CE + weighted KL"
+
+    def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
+        return attack(self.ctx.attack_steps) + update(2)  # CE attack, clean + adversarial loss
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
         y = batch.y

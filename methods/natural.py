@@ -5,11 +5,15 @@ import torch.nn.functional as F
 
 from methods.base import Batch, Method, StepOutput
 from methods.registry import METHODS
+from methods.step_bound import update
 
 
 @METHODS.register("natural")
 class Natural(Method):
     description = "plain training on clean data (no adversary)"
+
+    def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
+        return update(1)
     norms = ("linf", "l2")  # no adversary: an ℓ2 run only changes its evaluation
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:

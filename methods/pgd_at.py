@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from methods.adversaries import ce_adversary
 from methods.base import Batch, Method, StepOutput
 from methods.registry import METHODS
+from methods.step_bound import attack, update
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,9 @@ class PGDAT(Method):
     Hparams = PGDATHparams
     description = "PGD adversarial training (Madry et al.): CE on PGD-K adversaries"
     norms = ("linf", "l2")
+
+    def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
+        return attack(self.ctx.attack_steps) + update(1)
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
         x_adv = ce_adversary(self, model, batch)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from bench.attacks.single_step import n_fgsm, rs_fgsm
 from methods.base import Batch, Method, StepOutput
 from methods.registry import METHODS
+from methods.step_bound import attack, update
 
 
 RS_FGSM_INITS = {"random": "uniform", "zero": "none"}  # hyperparameter → PGD engine init
@@ -41,6 +42,9 @@ class RSFGSMHparams:
 class RSFGSM(Method):
     Hparams = RSFGSMHparams
     description = "RS-FGSM (Wong et al.): CE on FGSM adversaries from a uniform random start"
+
+    def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
+        return attack(1) + update(1)
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)
@@ -66,6 +70,9 @@ class NFGSMHparams:
 class NFGSM(Method):
     Hparams = NFGSMHparams
     description = "N-FGSM (de Jorge et al.): CE on FGSM adversaries from 2ε-wide noise, no projection"
+
+    def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
+        return attack(1) + update(1)
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)

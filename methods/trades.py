@@ -17,6 +17,7 @@ from bench.attacks.losses import kl_per_sample
 from methods.base import Batch, Method, StepOutput
 from methods.registry import METHODS
 from methods.adversaries import trades_adversary
+from methods.step_bound import attack, forward, update
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class TRADESHparams:
 class TRADES(Method):
     Hparams = TRADESHparams
     description = "TRADES (Zhang et al.): clean CE + β·KL(p(x)‖p(x_adv)) with a KL attack"
+
+    def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
+        return forward(1) + attack(self.ctx.attack_steps) + update(2)  # KL target, attack, clean + adversarial loss
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)

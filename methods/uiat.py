@@ -39,6 +39,7 @@ from methods.base import Batch, Method, StepOutput
 from methods.registry import METHODS
 from methods.universal_inverse import (InstanceInverse, TargetMemory, UniversalInverse, fraction_of_eps,
                                        reference_start)
+from methods.step_bound import attack, forward, update
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ class IATHparams(UIATHparams):
 class InverseAdversarialTraining(Method):
     """x̂, inverse-adversary targets and the outer loss; subclasses choose how the target is scheduled."""
 
+    def inverse_bound(self):  # anchors F(x), F(x̂) when β > 0, the inverse steps, p(x̃)
+        return forward(2 * bool(self.hp.beta)) + attack(1 if self.hp.universal else self.hp.instance_steps) + forward(1)
+
     def __init__(self, hp: InverseATHparams, ctx):
         super().__init__(hp, ctx)
         if not hp.lam >= 0:
@@ -101,6 +105,9 @@ class InverseAdversarialTraining(Method):
 class UIAT(InverseAdversarialTraining):
     Hparams = UIATHparams
     description = "UIAT (Dong et al.): CE on PGD adversaries + λ·KL to class-wise universal inverse adversaries"
+
+    def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
+        return attack(self.ctx.attack_steps) + self.inverse_bound() + update(1)
 
     def __init__(self, hp: UIATHparams, ctx):
         super().__init__(hp, ctx)

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from methods.addon import ADDONS, Addon
 from methods.base import Batch, StepOutput
 from methods.universal_inverse import OneOffTarget, UniversalInverse, fraction_of_eps
+from methods.step_bound import attack, forward
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class UIATAddonHparams:
 class UIATAddon(Addon):
     Hparams = UIATAddonHparams
     description = "UIAT one-off as a plug-in: + λ·KL(target ‖ p(x̂)) with class-wise universal inverse adversaries"
+
+    def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
+        return self.target.bound(epoch, attack(1) + forward(1))  # β = 0: no anchors
 
     def __init__(self, hp, base):
         super().__init__(hp, base)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from methods.base import Batch, StepOutput
 from methods.registry import METHODS
+from methods.step_bound import attack, update
 from methods.uiat import InverseAdversarialTraining, InverseATHparams
 from methods.universal_inverse import OneOffTarget
 
@@ -31,6 +32,9 @@ class UIATOneOffHparams(InverseATHparams):
 class UIATOneOff(InverseAdversarialTraining):
     Hparams = UIATOneOffHparams
     description = "UIAT one-off (Dong et al.): clean-target KL before T', universal inverse-adversary targets from T'"
+
+    def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
+        return attack(self.ctx.attack_steps) + update(1) + self.target.bound(epoch, self.inverse_bound())
 
     def __init__(self, hp: UIATOneOffHparams, ctx):
         super().__init__(hp, ctx)

@@ -32,6 +32,7 @@ from bench.attacks.losses import kl_per_sample, kl_to_target, loss_dtype
 from bench.attacks.mode import model_mode
 from bench.attacks.pgd import NORMAL_INIT_STD
 from methods.reference_epoch import at_least, check_fraction, first_epoch
+from methods.step_bound import Passes, forward, update
 
 # Anchor features (F(x), F(x̂)) of the feature regulariser, or None when β = 0.
 Anchors = tuple[Tensor, Tensor] | None
@@ -223,6 +224,13 @@ class OneOffTarget:
         self.start = reference_start(start_fraction, ctx.epochs, name)
         self.memory = TargetMemory(ctx.train_size, ctx.num_classes, ctx.device)
         self.clean_grad = clean_grad
+
+    def bound(self, epoch: int, inverse: Passes) -> Passes:
+        """Passes of the target in `epoch`: p(x) (through the update when it keeps its gradient), the inverse
+        adversaries' `inverse`, or none (recalled)."""
+        if epoch < self.start:
+            return update(1) if self.clean_grad else forward(1)
+        return inverse if epoch == self.start else Passes()
 
     def kl(self, model: nn.Module, x: Tensor, idx: Tensor, epoch: int, logits_adv: Tensor,
            inverse_probs: Callable[[], Tensor]) -> Tensor:

@@ -21,6 +21,7 @@ from bench.attacks import pgd
 from bench.attacks.losses import loss_dtype
 from methods.base import Batch, Method, StepOutput
 from methods.registry import METHODS
+from methods.step_bound import attack, update
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ def margin_weighted_ce(logits: Tensor, y: Tensor, alpha: float) -> Tensor:
 class WMMR(Method):
     Hparams = WMMRHparams
     description = "WMMR (Zeng et al.): adversarial CE weighted by exp(−α·softmax margin), weights not detached"
+
+    def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
+        return attack(self.ctx.attack_steps) + update(1)
     norms = ("linf", "l2")
 
     def __init__(self, hp, ctx):
