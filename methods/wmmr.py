@@ -19,6 +19,7 @@ from torch import Tensor
 
 from bench.attacks import pgd
 from bench.attacks.losses import loss_dtype
+from bench.hparams import require
 from methods.base import Batch, Method, StepOutput
 from methods.registry import METHODS
 
@@ -29,6 +30,9 @@ class WMMRHparams:
     attack_loss: Literal["weighted_ce", "ce"] = "weighted_ce"
     init: Literal["uniform_unclipped", "uniform", "normal", "none"] = "uniform_unclipped"
     bn_mode: Literal["eval", "train"] = "train"
+
+    def __post_init__(self):
+        require(self, "alpha", self.alpha >= 0, "a number ≥ 0")
 
 
 def softmax_margin(logits: Tensor, y: Tensor) -> Tensor:
@@ -48,11 +52,6 @@ class WMMR(Method):
     Hparams = WMMRHparams
     description = "WMMR (Zeng et al.): adversarial CE weighted by exp(−α·softmax margin), weights not detached"
     norms = ("linf", "l2")
-
-    def __init__(self, hp, ctx):
-        super().__init__(hp, ctx)
-        if not hp.alpha >= 0:
-            raise ValueError(f"wmmr.alpha={hp.alpha} must be >= 0")
 
     def attack_objective(self, logits: Tensor, y: Tensor) -> Tensor:
         return margin_weighted_ce(logits, y, self.hp.alpha).mean()
