@@ -63,7 +63,7 @@ class RunConfig:
                       "id)")
     eval_every: int = _f(1, "epochs between per-epoch evaluations on the first eval_n test images")
     eval_attacks: tuple[str, ...] = _f(("clean", "pgd20"), "per-epoch evaluations (comma list; see `list attacks`)")
-    eval_n: int | None = _f(1000, "per-epoch evaluation on the first N test images (0: all)")
+    eval_n: int | None = _f(1000, "per-epoch evaluation on the first N test images (none: all)")
     final_attacks: tuple[str, ...] = _f(("clean", "pgd20", "aa"), "evaluations of best/last at the end (comma list)")
     aa_n: int | None = _f(None, "final AutoAttack on the first N test images (default: all)")
     final_n: int | None = _f(None, "the other final evaluations on the first N test images (default: all)")
@@ -124,16 +124,25 @@ class RunConfig:
             need(name, getattr(self, name) is None or getattr(self, name) > 0, "a number > 0, or None for the "
                  "default step")
         need("final_attacks", len(self.final_attacks) > 0, "a non-empty comma list of attacks (see `list attacks`)")
+        self._check_attack_names()
         need("select_after", 0 <= self.select_after < 1, "a fraction of training in [0, 1)")
         need("select", self.select in self.eval_attacks, f"one of eval_attacks {list(self.eval_attacks)}")
         if self.init_from is not None and not RUN_ID.fullmatch(self.init_from):
             raise ValueError(f"init_from={self.init_from!r} is not a run id (like "
                              "'trades_cifar10_preact-resnet18-b_s0-3fa1c2d9e0'; see `python -m bench status`)")
+
+    def _check_attack_names(self) -> None:
+        """Unknown attack names, refused under the field that gave them (before `select` is compared with
+        eval_attacks, which would blame the wrong field)."""
         from bench.evaluate import EVAL_ATTACKS
+        from bench.registry import UnknownNameError
 
         for name in ("eval_attacks", "final_attacks"):
             for attack in getattr(self, name):
-                EVAL_ATTACKS.get(attack)
+                try:
+                    EVAL_ATTACKS.get(attack)
+                except UnknownNameError as err:
+                    raise ValueError(f"{name}: {err}") from None
 
     def _max_eps(self) -> float:
         """1 for L∞ (inputs lie in [0, 1]); for ℓ2 the diameter √(C·H·W) of the dataset's image cube."""
