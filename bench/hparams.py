@@ -82,15 +82,22 @@ def convert(owner: str, name: str, hint: Any, raw: Any) -> Any:
     raise TypeError(f"{where}: unsupported config type {hint!r}")
 
 
-def build(cls: type, overrides: dict[str, Any]) -> Any:
-    """An instance of dataclass `cls` with `overrides` applied, each value checked against its type."""
+def build(cls: type, overrides: dict[str, Any], label: str | None = None) -> Any:
+    """An instance of dataclass `cls` with `overrides` applied, each value checked against its type and by the
+    class's `__post_init__`; errors name a field as `label` + name (e.g. "hp uiat.lam"; default "Cls.")."""
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
         valid = ", ".join(sorted(fields)) or "(none)"
         raise ValueError(f"unknown hyperparameter(s) {unknown} for {cls.__name__}; valid: {valid}")
-    return cls(**{k: convert(cls.__name__, k, hints[k], v) for k, v in overrides.items()})
+    try:
+        return cls(**{k: convert(cls.__name__, k, hints[k], v) for k, v in overrides.items()})
+    except ValueError as err:
+        message = str(err)
+        if label is None or not message.startswith(f"{cls.__name__}."):
+            raise
+        raise ValueError(label + message[len(cls.__name__) + 1:]) from None
 
 
 def resolve(obj: Any, run: RunFacts) -> Any:

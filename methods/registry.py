@@ -41,8 +41,8 @@ def _hparam_objects(name: str, overrides: dict[str, Any], run: hparams.RunFacts 
     """The method's and add-ons' hparams objects by owner; with `run`, their placeholders resolved."""
     base, addons = _parts(name)
     split = _split_overrides(name, overrides)
-    objects = {base: hparams.build(METHODS.get(base).Hparams, split[base])}
-    objects.update({a: hparams.build(ADDONS.get(a).Hparams, split[a]) for a in addons})
+    objects = {base: hparams.build(METHODS.get(base).Hparams, split[base], "hp ")}
+    objects.update({a: hparams.build(ADDONS.get(a).Hparams, split[a], f"hp {a}.") for a in addons})
     if run is not None:
         objects = {owner: hparams.resolve(obj, dataclasses.replace(run, method=base)) for owner, obj in objects.items()}
     return objects
