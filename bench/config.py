@@ -105,7 +105,7 @@ class RunConfig:
         for name in ("train_limit", "eval_n", "aa_n", "final_n"):
             need(name, getattr(self, name) is None or getattr(self, name) >= 1, "an integer ≥ 1, or None for the "
                  "whole split")
-        need("lr", self.lr > 0, "a finite number > 0")
+        need("lr", self.lr >= 0, "a finite number ≥ 0 (0 keeps the initial weights: a control run)")
         need("momentum", 0 <= self.momentum <= 1, "a number in [0, 1]")
         need("weight_decay", self.weight_decay >= 0, "a number ≥ 0")
         need("gamma", self.gamma > 0, "a number > 0")
@@ -114,7 +114,6 @@ class RunConfig:
         need("milestones", all(m >= 1 for m in self.milestones),
              "epochs ≥ 1 (a milestone at 0 would start training at lr·gamma: lower --lr instead; one past the last "
              "epoch is kept, so a run cut at a milestone shares the longer run's schedule, as CFA's hot start does)")
-        need("norm", self.norm in ("linf", "l2"), "'linf' or 'l2'")
         if self.norm == "l2" and self.eps is None:
             raise ValueError("norm='l2' needs an explicit eps (--eps): the datasets' default budgets are L∞ ones")
         need("eps", self.eps is None or 0 < self.eps <= self._max_eps(),

@@ -47,7 +47,7 @@ def convert(owner: str, name: str, hint: Any, raw: Any) -> Any:
         return convert(owner, name, next(a for a in args if a is not type(None)), raw)
     if origin is Literal:
         if raw not in args:
-            raise ValueError(f"{where}={raw!r} is not allowed; choose one of {list(args)}")
+            raise ValueError(f"{where}={raw!r} is not allowed; allowed: {', '.join(map(repr, args))}")
         return raw
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
         items = [p for p in raw.split(",") if p.strip()] if isinstance(raw, str) else list(raw)

@@ -90,7 +90,7 @@ def test_no_help_text_points_at_the_spec_users_do_not_have():
     (["--eps", "nan"], "--eps: eps='nan'", "a finite float"),
     (["--eps", "1e9"], "--eps: eps=1000000000.0", "None (the dataset's default) or a number in (0, 1]"),
     (["--norm", "l2", "--eps", "1e9"], "--eps: eps=1000000000.0", "None (the dataset's default) or a number in (0, 28]"),
-    (["--lr", "-1"], "--lr: lr=-1.0", "a finite number > 0"),
+    (["--lr", "-1"], "--lr: lr=-1.0", "a finite number ≥ 0"),
     (["--lr", "nan"], "--lr: lr='nan'", "a finite float"),
     (["--momentum", "-5"], "--momentum: momentum=-5.0", "a number in [0, 1]"),
     (["--weight-decay=-1e-4"], "--weight-decay: weight_decay=-0.0001", "a number ≥ 0"),
