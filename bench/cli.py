@@ -67,7 +67,7 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
         elif typing.get_origin(hint) is Literal:
             g.add_argument(_flag(f.name), choices=typing.get_args(hint), **kind)
         else:
-            g.add_argument(_flag(f.name), metavar=f.name.upper(), **kind)
+            g.add_argument(_flag(f.name), metavar=f.metadata.get("metavar", f.name.upper()), **kind)
     s = p.add_argument_group("data scenario (the papers' held-out, long-tail and label-noise settings; the counts "
                              "and noise applied go to scenario.json)")
     for field, flag, text in SCENARIO_FLAGS:

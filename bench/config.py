@@ -76,7 +76,7 @@ class RunConfig:
                  "(CAAT's code: meta step every 50 batches, ε ×1.25, frozen BN; see the method's docstring)")
     scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
     init_from: str | None = _f(None, "run id of a finished run in the same store: its last weights start this run "
-                                     "(a hot start to fine-tune); not its optimiser or method state")
+                                     "(a hot start to fine-tune); not its optimiser or method state", metavar="RUN_ID")
 
     def __post_init__(self) -> None:
         from methods import canonical_hparams, canonical_name
@@ -92,7 +92,7 @@ class RunConfig:
             raise ValueError(f"hp={self.hp!r} names a hyperparameter twice")
         object.__setattr__(self, "hp", tuple(sorted(canonical_hparams(self.method, given, None).items())))
         self._check()
-        self.hp_dict  # placeholders must resolve (e.g. CCM's λ₁ for its base method)
+        _ = self.hp_dict  # resolving the placeholders checks them too (CCM's λ₁ needs a base with a default)
 
     def _check(self) -> None:
         """Ranges: each refusal names the field, its value and what is allowed."""
