@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
+import typing
 from collections import Counter
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Literal, Sequence
 
 from bench.cli_grid import add_grid_commands, add_runtime_flags, comma_list
 from bench.cli_verdict import add_verdict_commands
@@ -42,64 +45,42 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
-    d = RunConfig()
-    g = p.add_argument_group("what to train")
-    g.add_argument("--method", default=d.method,
-                   help="training method, with add-ons after '+' (pgd_at+ema; see `list methods`); default %(default)s")
-    g.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
-                   help="method hyperparameter override, repeatable (--hp beta=6; add-ons' prefixed: --hp ema.decay=0.88)")
-    g.add_argument("--dataset", default=d.dataset, help="dataset (see `list datasets`); default %(default)s")
-    g.add_argument("--model", default=d.model, help="architecture (see `list models`); default %(default)s")
-    g.add_argument("--normalize", action="store_true", help="put the dataset's mean/std layer in the model")
-    g.add_argument("--no-augment", action="store_true", help="train without the dataset's crop/flip augmentation")
-    g.add_argument("--fidelity", choices=["paper", "code"], default=d.fidelity,
-                   help="follow the paper text, or reproduce the official code's documented quirks where they differ "
-                        "(CAAT's code: meta step every 50 batches, ε ×1.25, frozen BN; see the method's docstring)")
-    g.add_argument("--seed", type=int, default=d.seed,
-                   help="seed of the weights, batch order, augmentation and attacks' random starts (part of the run id)")
-    g.add_argument("--init-from", default=None, metavar="RUN_ID",
-                   help="start from the final weights of this finished run of the same run store (a hot start to "
-                        "fine-tune; not its optimiser state); default: a fresh initialisation")
-    o = p.add_argument_group("optimisation")
-    o.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
-    o.add_argument("--batch-size", type=int, default=d.batch_size, help="training minibatch size")
-    o.add_argument("--train-limit", type=int, default=None, help="train on the first N training images only (smoke runs)")
-    o.add_argument("--lr", type=float, default=d.lr, help="initial (piecewise) or peak (onecycle, cyclic) lr")
-    o.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
-    o.add_argument("--nesterov", action="store_true", help="Nesterov momentum (UIAT's and HAT's recipe)")
-    o.add_argument("--weight-decay", type=float, default=d.weight_decay, help="applied to all parameters")
-    o.add_argument("--schedule", default=d.schedule, help="piecewise, onecycle, cyclic, cosine or constant")
-    o.add_argument("--milestones", type=int, nargs="*", default=None,
-                   help="piecewise: epochs (≥ 1) where lr is multiplied by --gamma (default: 50%% and 75%% of "
-                        "training, never epoch 0: a 1-epoch run trains at --lr)")
-    o.add_argument("--gamma", type=float, default=d.gamma, help="piecewise: lr factor at each milestone")
-    a = p.add_argument_group("training attack")
-    a.add_argument("--norm", choices=["linf", "l2"], default=d.norm,
-                   help="threat model of the training and evaluation attacks (l2: needs --eps)")
-    a.add_argument("--eps", type=float, default=None,
-                   help="budget in pixel units (default: the dataset's L∞ one; required with --norm l2)")
-    a.add_argument("--step-size", type=float, default=None, help="attack step (default: the dataset's; l2: eps/4)")
-    a.add_argument("--attack-steps", type=int, default=d.attack_steps,
-                   help="iterations of the training attack (PGD-K); evaluation attacks have their own (pgd20: 20)")
-    e = p.add_argument_group("evaluation")
-    e.add_argument("--eval-every", type=int, default=d.eval_every, help="epochs between per-epoch evaluations")
-    e.add_argument("--eval-attacks", default=",".join(d.eval_attacks), help="per-epoch evaluations (comma list)")
-    e.add_argument("--eval-step-size", type=float, default=None,
-                   help="step of the evaluation attacks (default: the training attack's)")
-    e.add_argument("--eval-n", type=int, default=d.eval_n, help="per-epoch evaluation on the first N test images (0: all)")
-    e.add_argument("--final-attacks", default=",".join(d.final_attacks), help="evaluations of best/last at the end")
-    e.add_argument("--aa-n", type=int, default=None, help="final AutoAttack on the first N test images (default all)")
-    e.add_argument("--select", default=d.select, help="per-epoch evaluation that picks the 'best' checkpoint")
-    e.add_argument("--select-score", default=d.select_score, choices=("acc", "acc+worst"),
-                   help="'best' maximises accuracy, or accuracy + worst-class accuracy (CFA's rule)")
-    e.add_argument("--select-after", type=float, default=d.select_after,
-                   help="only epochs after this fraction of training can be 'best' (CFA: 0.5)")
+    """One flag per RunConfig field (`--batch-size` for batch_size; a bool that defaults to true gets `--no-X`),
+    with the field's help metadata; unset flags stay out of the namespace, so the dataclass keeps its defaults.
+    The nested scenario has its own flags (SCENARIO_FLAGS)."""
+    g = p.add_argument_group("what to train (every value is part of the run id)")
+    for f in dataclasses.fields(RunConfig):
+        if f.name == "scenario":
+            continue
+        hint, text = _HINTS[f.name], f.metadata["help"].replace("%", "%%")
+        if f.default is True:
+            text += " (on by default; this flag turns it off)"
+        elif not (f.default is None or f.default == () or isinstance(f.default, bool)):
+            text += f" (default: {','.join(map(str, f.default)) if isinstance(f.default, tuple) else f.default})"
+        kind = dict(dest=f"run_{f.name}", default=argparse.SUPPRESS, help=text)
+        if f.name == "hp":
+            g.add_argument("--hp", action="append", metavar="KEY=VALUE", **kind)
+        elif hint is bool:
+            g.add_argument(_flag(f.name, negate=f.default), action="store_const", const=not f.default, **kind)
+        elif typing.get_origin(hint) is tuple:
+            g.add_argument(_flag(f.name), nargs="*", metavar=f.name.upper(), **kind)
+        elif typing.get_origin(hint) is Literal:
+            g.add_argument(_flag(f.name), choices=typing.get_args(hint), **kind)
+        else:
+            g.add_argument(_flag(f.name), metavar=f.metadata.get("metavar", f.name.upper()), **kind)
     s = p.add_argument_group("data scenario (the papers' held-out, long-tail and label-noise settings; the counts "
                              "and noise applied go to scenario.json)")
     for field, flag, text in SCENARIO_FLAGS:
         default = next(f.default for f in dataclasses.fields(ScenarioConfig) if f.name == field)
         s.add_argument(flag, dest=f"scenario_{field}", default=None, metavar=field.upper(),
                        help=text if default is None else f"{text} (default {default})")
+
+
+_HINTS = typing.get_type_hints(RunConfig)
+
+
+def _flag(name: str, negate: bool = False) -> str:
+    return ("--no-" if negate else "--") + name.replace("_", "-")
 
 
 SCENARIO_FLAGS = (  # (ScenarioConfig field, flag, help)
@@ -123,41 +104,34 @@ def _scenario(args: argparse.Namespace) -> ScenarioConfig:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """The run config; a method that needs a held-out split gets its default `--heldout` kind if none is given."""
-    from methods import canonical_name, required_heldout
+    """The run config of the given flags (RunConfig converts and checks each value; an error names the flag);
+    a method that needs a held-out split gets its default `--heldout` kind if none is given."""
+    from methods import required_heldout
 
-    for flag, names in (("--eval-attacks", args.eval_attacks), ("--final-attacks", args.final_attacks),
-                        ("--select", args.select)):
-        _check_attacks(flag, comma_list(names))
+    given = {f.name: getattr(args, f"run_{f.name}") for f in dataclasses.fields(RunConfig)
+             if hasattr(args, f"run_{f.name}")}
+    if "hp" in given:
+        given["hp"] = tuple(parse_pairs(given["hp"]).items())
+    for name in [n for n in given if typing.get_origin(_HINTS[n]) is tuple and n != "hp"]:
+        given[name] = ",".join(given[name])  # `--milestones 100 150` and `--eval-attacks clean,pgd20` alike
     scenario = _scenario(args)
-    if scenario.heldout is None and required_heldout(args.method) is not None:
-        scenario = dataclasses.replace(scenario, heldout=required_heldout(args.method))
-    return RunConfig(
-        method=canonical_name(args.method), hp=tuple(sorted(parse_pairs(args.hp).items())), dataset=args.dataset,
-        model=args.model, normalize=args.normalize, augment=not args.no_augment, epochs=args.epochs,
-        train_limit=args.train_limit,
-        batch_size=args.batch_size, lr=args.lr, momentum=args.momentum, nesterov=args.nesterov,
-        weight_decay=args.weight_decay, schedule=args.schedule, milestones=tuple(args.milestones or ()),
-        gamma=args.gamma, norm=args.norm, eps=args.eps, step_size=args.step_size, eval_step_size=args.eval_step_size,
-        attack_steps=args.attack_steps,
-        seed=args.seed,
-        eval_every=args.eval_every, eval_attacks=comma_list(args.eval_attacks), eval_n=args.eval_n or None,
-        final_attacks=comma_list(args.final_attacks), aa_n=args.aa_n, select=args.select,
-        select_score=args.select_score, select_after=args.select_after, fidelity=args.fidelity,
-        scenario=scenario, init_from=args.init_from,
-    )
+    method = given.get("method", RunConfig.method)
+    if scenario.heldout is None and required_heldout(method) is not None:
+        scenario = dataclasses.replace(scenario, heldout=required_heldout(method))
+    try:
+        return RunConfig(**given, scenario=scenario)
+    except ValueError as err:
+        raise ValueError(_named_by_flag(str(err))) from None
 
 
-def _check_attacks(flag: str, names: tuple[str, ...]) -> None:
-    """Unknown attack names, refused under the flag that gave them (before RunConfig compares --select with
-    --eval-attacks, which would blame the wrong flag)."""
-    from bench.evaluate import EVAL_ATTACKS
-
-    for name in names:
-        try:
-            EVAL_ATTACKS.get(name)
-        except UnknownNameError as err:
-            raise ValueError(f"{flag}: {err}") from None
+def _named_by_flag(message: str) -> str:
+    """A RunConfig error that starts with a field name ('eps=-1.0 ...', 'eval_attacks: ...') with the flag the
+    user typed in front: '--eps: eps=-1.0 is not allowed; ...', '--eval-attacks: unknown ...'."""
+    name = re.match(r"[a-z_]+", message)
+    if name is None or name.group() not in _HINTS or message[name.end():name.end() + 1] not in ("=", ":"):
+        return message
+    flag = _flag(name.group(), negate=getattr(RunConfig, name.group()) is True)
+    return flag + message[name.end():] if message[name.end()] == ":" else f"{flag}: {message}"
 
 
 def validate(cfg: RunConfig) -> None:
@@ -224,7 +198,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     validate(cfg)
     runtime = Runtime(resolve_device(args.device), args.data_root)
-    run = RunStore(args.runs_dir).run_dir(cfg)
+    store = RunStore(args.runs_dir)
+    check_store_root(store.root)
+    check_train_limit(cfg, args.data_root)
+    run = store.run_dir(cfg)
     lease = RunLease(run.path)
     made = not run.path.exists()
     if not lease.acquire("local", LOCAL_LEASE_HOURS):
@@ -242,6 +219,28 @@ def cmd_train(args: argparse.Namespace) -> int:
             run.path.rmdir()
     print(format_result(result))
     return 0
+
+
+def check_store_root(root: Path) -> None:
+    """A run store path that is (or lies under) a file, refused before anything is written there."""
+    for path in (root, *root.parents):
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"--runs-dir {root}: {path} is a file; allowed: a folder (made if missing)")
+
+
+def check_train_limit(cfg: RunConfig, data_root: str | None) -> None:
+    """--train-limit against the size of the training set the scenario leaves, which is known only once the data
+    is loaded: refused here, before the run's folder exists, rather than failing inside training."""
+    if cfg.train_limit is None:
+        return
+    from bench.data import DATASETS, load_dataset
+    from bench.data.scenarios import build_scenario
+
+    train, _ = load_dataset(cfg.dataset, data_root)
+    size = len(build_scenario(train, DATASETS.get(cfg.dataset).num_classes, cfg.scenario).train.y)
+    if cfg.train_limit > size:
+        raise ValueError(f"--train-limit: train_limit={cfg.train_limit} is not allowed; allowed: 1..{size}, the "
+                         f"images of the {cfg.dataset} training set of this scenario")
 
 
 def format_result(result: dict[str, Any]) -> str:

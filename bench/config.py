@@ -1,124 +1,200 @@
 """The run configuration: everything that determines a run's numbers, and nothing else.
 
 Execution details (device, data root, where runs are stored) are deliberately not here, so the
-same run has the same identity on a laptop and on a cluster.
+same run has the same identity on a laptop and on a cluster. Every field is coerced to its declared type and
+range-checked when a config is built (from the command line, an experiment file or a stored config.json), so a
+bad value is refused before any folder, lease or submission exists. Each field's `help` metadata is the text of
+its generated `bench train` flag (bench/cli.py).
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import math
 import re
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bench.data.scenarios import ScenarioConfig
+from bench.hparams import RunFacts, convert
 
 
 RUN_ID = re.compile(r"[A-Za-z0-9.+_-]+-[0-9a-f]{10}")  # RunConfig.run_id(): readable prefix, hash
 
 
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    """A field with its command-line help text."""
+    return field(default=default, metadata={"help": help, **kw})
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    method: str = "pgd_at"
-    hp: tuple[tuple[str, str], ...] = ()  # method hyperparameter overrides, sorted (key, value) pairs
-    dataset: str = "fmnist"
-    model: str = "tiny-cnn"
-    normalize: bool = False  # mean/std layer inside the model (CFA, Wong); off in TRADES-lineage codes
-    augment: bool = True  # the dataset's default train augmentation (crop/flip where it has one)
-    epochs: int = 10
-    train_limit: int | None = None  # train on the first N images of the (scenario) training set: smoke runs
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    schedule: str = "piecewise"
-    milestones: tuple[int, ...] = ()  # piecewise: epochs at which lr *= gamma; () → 50% and 75%
-    gamma: float = 0.1
-    norm: Literal["linf", "l2"] = "linf"  # threat model of the training and evaluation attacks
-    eps: float | None = None  # None → the dataset's default L∞ budget (an ℓ2 run must give its own)
-    step_size: float | None = None  # None → the dataset's default step (ℓ2: eps / 4)
-    eval_step_size: float | None = None  # step of the evaluation attacks; None → the training step
-    attack_steps: int = 10
-    seed: int = 0
-    eval_every: int = 1  # epochs between evaluations on the first eval_n test images
-    eval_attacks: tuple[str, ...] = ("clean", "pgd20")
-    eval_n: int | None = 1000
-    final_attacks: tuple[str, ...] = ("clean", "pgd20", "aa")
-    aa_n: int | None = None  # AutoAttack on the first aa_n test images in the final evaluation
-    final_n: int | None = None  # the other final evaluations on the first final_n test images (None: all; smoke)
-    select: str = "pgd20"  # 'best' checkpoint = highest score under this per-epoch eval attack
-    select_score: Literal["acc", "acc+worst"] = "acc"  # CFA: overall + worst-class accuracy
-    select_after: float = 0.0  # only epochs after this fraction of training are candidates (CFA: 0.5)
-    fidelity: Literal["paper", "code"] = "paper"
+    method: str = _f("pgd_at", "training method, with add-ons after '+' (pgd_at+ema; see `list methods`)")
+    hp: tuple[tuple[str, Any], ...] = _f(
+        (), "method hyperparameter override, repeatable (--hp beta=6; add-ons' prefixed: --hp ema.decay=0.88); "
+            "stored typed, sorted, without values equal to the default")
+    dataset: str = _f("fmnist", "dataset (see `list datasets`)")
+    model: str = _f("tiny-cnn", "architecture (see `list models`)")
+    normalize: bool = _f(False, "put the dataset's mean/std layer in the model (CFA, Wong); off in TRADES-lineage "
+                                "codes")
+    augment: bool = _f(True, "train with the dataset's default augmentation (crop/flip where it has one)")
+    epochs: int = _f(10, "training epochs")
+    train_limit: int | None = _f(None, "train on the first N images of the (scenario) training set (smoke runs); "
+                                       "default: all")
+    batch_size: int = _f(128, "training minibatch size")
+    lr: float = _f(0.1, "initial (piecewise) or peak (onecycle, cyclic) learning rate")
+    momentum: float = _f(0.9, "SGD momentum")
+    nesterov: bool = _f(False, "Nesterov momentum (UIAT's and HAT's recipe)")
+    weight_decay: float = _f(5e-4, "SGD weight decay, applied to all parameters")
+    schedule: str = _f("piecewise", "learning-rate schedule: piecewise, onecycle, cyclic, cosine or constant")
+    milestones: tuple[int, ...] = _f((), "piecewise: epochs (≥ 1) where lr is multiplied by --gamma (default: 50% "
+                                         "and 75% of training, never epoch 0: a 1-epoch run trains at --lr)")
+    gamma: float = _f(0.1, "piecewise: lr factor at each milestone")
+    norm: Literal["linf", "l2"] = _f("linf", "threat model of the training and evaluation attacks (l2: needs --eps)")
+    eps: float | None = _f(None, "budget in pixel units (default: the dataset's L∞ one; required with --norm l2)")
+    step_size: float | None = _f(None, "training attack step (default: the dataset's; l2: eps/4)")
+    eval_step_size: float | None = _f(None, "step of the evaluation attacks (default: the training attack's)")
+    attack_steps: int = _f(10, "iterations of the training attack (PGD-K); evaluation attacks have their own "
+                               "(pgd20: 20)")
+    seed: int = _f(0, "seed of the weights, batch order, augmentation and attacks' random starts (part of the run "
+                      "id)")
+    eval_every: int = _f(1, "epochs between per-epoch evaluations on the first eval_n test images")
+    eval_attacks: tuple[str, ...] = _f(("clean", "pgd20"), "per-epoch evaluations (comma list; see `list attacks`)")
+    eval_n: int | None = _f(1000, "per-epoch evaluation on the first N test images (none: all)")
+    final_attacks: tuple[str, ...] = _f(("clean", "pgd20", "aa"), "evaluations of best/last at the end (comma list)")
+    aa_n: int | None = _f(None, "final AutoAttack on the first N test images (default: all)")
+    final_n: int | None = _f(None, "the other final evaluations on the first N test images (default: all)")
+    select: str = _f("pgd20", "per-epoch evaluation that picks the 'best' checkpoint")
+    select_score: Literal["acc", "acc+worst"] = _f(
+        "acc", "'best' maximises accuracy, or accuracy + worst-class accuracy (CFA's rule)")
+    select_after: float = _f(0.0, "only epochs after this fraction of training can be 'best' (CFA: 0.5)")
+    fidelity: Literal["paper", "code"] = _f(
+        "paper", "follow the paper text, or reproduce the official code's documented quirks where they differ "
+                 "(CAAT's code: meta step every 50 batches, ε ×1.25, frozen BN; see the method's docstring)")
     scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
-    init_from: str | None = None  # run id of a finished run in the same store: its last weights start this
-    # run (a hot start to fine-tune); not its optimiser or method state
+    init_from: str | None = _f(None, "run id of a finished run in the same store: its last weights start this run "
+                                     "(a hot start to fine-tune); not its optimiser or method state", metavar="RUN_ID")
 
     def __post_init__(self) -> None:
+        from methods import canonical_hparams, canonical_name
+
+        hints = typing.get_type_hints(RunConfig)
+        for f in dataclasses.fields(self):
+            if f.name not in ("hp", "scenario"):
+                object.__setattr__(self, f.name, convert("", f.name, hints[f.name], getattr(self, f.name)))
+        object.__setattr__(self, "scenario", _scenario(self.scenario))
+        object.__setattr__(self, "method", canonical_name(self.method))
+        given = dict(_pairs(self.hp))
+        if len(given) != len(_pairs(self.hp)):
+            raise ValueError(f"hp={self.hp!r} names a hyperparameter twice")
+        object.__setattr__(self, "hp", tuple(sorted(canonical_hparams(self.method, given, None).items())))
+        self._check()
+        _ = self.hp_dict  # resolving the placeholders checks them too (CCM's λ₁ needs a base with a default)
+
+    def _check(self) -> None:
+        """Ranges: each refusal names the field, its value and what is allowed."""
+        def need(name: str, ok: bool, allowed: str) -> None:
+            if not ok:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed; allowed: {allowed}")
+
         for name in ("epochs", "batch_size", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be ≥ 1")
+            need(name, getattr(self, name) >= 1, "an integer ≥ 1")
         for name in ("train_limit", "eval_n", "aa_n", "final_n"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be ≥ 1, or None for the whole split")
-        if self.eval_step_size is not None and not self.eval_step_size > 0:
-            raise ValueError(f"eval_step_size={self.eval_step_size} must be > 0, or None for the training step")
-        if any(m < 1 for m in self.milestones):
-            raise ValueError(f"milestones={list(self.milestones)}: each must be an epoch ≥ 1 (a milestone at 0 "
-                             "would start training at lr·gamma; lower --lr instead)")
-        if self.attack_steps < 0:
-            raise ValueError(f"attack_steps={self.attack_steps} must be ≥ 0")
-        if self.norm not in ("linf", "l2"):
-            raise ValueError(f"norm={self.norm!r}; choose 'linf' or 'l2'")
+            need(name, getattr(self, name) is None or getattr(self, name) >= 1, "an integer ≥ 1, or None for the "
+                 "whole split")
+        need("lr", self.lr >= 0, "a finite number ≥ 0 (0 keeps the initial weights: a control run)")
+        need("momentum", 0 <= self.momentum <= 1, "a number in [0, 1]")
+        need("weight_decay", self.weight_decay >= 0, "a number ≥ 0")
+        need("gamma", self.gamma > 0, "a number > 0")
+        need("seed", self.seed >= 0, "an integer ≥ 0")
+        need("attack_steps", self.attack_steps >= 0, "an integer ≥ 0")
+        need("milestones", all(m >= 1 for m in self.milestones),
+             "epochs ≥ 1 (a milestone at 0 would start training at lr·gamma: lower --lr instead; one past the last "
+             "epoch is kept, so a run cut at a milestone shares the longer run's schedule, as CFA's hot start does)")
         if self.norm == "l2" and self.eps is None:
             raise ValueError("norm='l2' needs an explicit eps (--eps): the datasets' default budgets are L∞ ones")
-        if self.fidelity not in ("paper", "code"):
-            raise ValueError(f"fidelity={self.fidelity!r}; choose 'paper' or 'code'")
-        if self.select_score not in ("acc", "acc+worst"):
-            raise ValueError(f"select_score={self.select_score!r}; choose 'acc' or 'acc+worst'")
-        if not 0 <= self.select_after < 1:
-            raise ValueError(f"select_after={self.select_after} must be a fraction of training in [0, 1)")
-        if self.select not in self.eval_attacks:
-            raise ValueError(f"select={self.select!r} must be one of eval_attacks {list(self.eval_attacks)}")
+        need("eps", self.eps is None or 0 < self.eps <= self._max_eps(),
+             f"None (the dataset's default) or a number in (0, {self._max_eps():.4g}] (inputs lie in [0, 1]; "
+             f"{self._max_eps():.4g} spans the whole {self.norm} image space)")
+        for name in ("step_size", "eval_step_size"):
+            need(name, getattr(self, name) is None or getattr(self, name) > 0, "a number > 0, or None for the "
+                 "default step")
+        need("final_attacks", len(self.final_attacks) > 0, "a non-empty comma list of attacks (see `list attacks`)")
+        self._check_attack_names()
+        need("select_after", 0 <= self.select_after < 1, "a fraction of training in [0, 1)")
+        need("select", self.select in self.eval_attacks, f"one of eval_attacks {list(self.eval_attacks)}")
         if self.init_from is not None and not RUN_ID.fullmatch(self.init_from):
             raise ValueError(f"init_from={self.init_from!r} is not a run id (like "
                              "'trades_cifar10_preact-resnet18-b_s0-3fa1c2d9e0'; see `python -m bench status`)")
 
+    def _check_attack_names(self) -> None:
+        """Unknown attack names, refused under the field that gave them (before `select` is compared with
+        eval_attacks, which would blame the wrong field)."""
+        from bench.evaluate import EVAL_ATTACKS
+        from bench.registry import UnknownNameError
+
+        for name in ("eval_attacks", "final_attacks"):
+            for attack in getattr(self, name):
+                try:
+                    EVAL_ATTACKS.get(attack)
+                except UnknownNameError as err:
+                    raise ValueError(f"{name}: {err}") from None
+
+    def _max_eps(self) -> float:
+        """1 for L∞ (inputs lie in [0, 1]); for ℓ2 the diameter √(C·H·W) of the dataset's image cube."""
+        if self.norm == "linf":
+            return 1.0
+        from bench.data import DATASETS
+
+        return math.sqrt(math.prod(DATASETS.get(self.dataset).shape))
+
     @property
-    def hp_dict(self) -> dict[str, str]:
-        return dict(self.hp)
+    def hp_dict(self) -> dict[str, Any]:
+        """The method's (and add-ons') hyperparameters that differ from their defaults, typed, with placeholder
+        defaults resolved for this run (CAAT's `meta_every=0` → 1 or 50 by fidelity): what trains, and what
+        config.json's `method_hparams` records."""
+        from methods import canonical_hparams
+
+        facts = RunFacts(self.method.split("+")[0], self.fidelity, self.attack_steps, self.eps, self.dataset)
+        return canonical_hparams(self.method, dict(self.hp), facts)
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        return json.loads(json.dumps(dataclasses.asdict(self), allow_nan=False))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(known))
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown run-config field(s) {unknown}; valid: {sorted(known)}")
-        values = dict(data)
-        if "scenario" in values and isinstance(values["scenario"], dict):
-            values["scenario"] = ScenarioConfig(**values["scenario"])
-        if "hp" in values:
-            values["hp"] = tuple(sorted((str(k), str(v)) for k, v in _pairs(values["hp"])))
-        for name in ("milestones", "eval_attacks", "final_attacks"):
-            if name in values:
-                values[name] = tuple(values[name])
-        return cls(**values)
+        return cls(**data)
 
     def overrides(self) -> dict[str, Any]:
-        """The fields that differ from the defaults, JSON-ready: what makes this run this run."""
-        default = RunConfig().to_dict()
-        return {k: v for k, v in self.to_dict().items() if v != default[k]}
+        """The fields that differ from the defaults, JSON-ready, with `hp` resolved (`hp_dict`): what makes this
+        run this run, so equal trainings share one id."""
+        mine = {**self.to_dict(), "hp": [list(p) for p in sorted(self.hp_dict.items())]}
+        return {k: v for k, v in mine.items() if v != _default_dict()[k]}
 
     def run_id(self) -> str:
         """Readable prefix + hash of the non-default config, e.g. `trades_fmnist_tiny-cnn_s0-3fa1c2d9e0`."""
         digest = hashlib.sha256(json.dumps(self.overrides(), sort_keys=True).encode()).hexdigest()[:10]
         prefix = re.sub(r"[^A-Za-z0-9.+_-]", "-", f"{self.method}_{self.dataset}_{self.model}_s{self.seed}")
         return f"{prefix}-{digest}"
+
+
+@functools.cache
+def _default_dict() -> dict[str, Any]:
+    return RunConfig().to_dict()
+
+
+def _scenario(value: Any) -> ScenarioConfig:
+    """A ScenarioConfig with typed fields (imbalance 100 == 100.0), from an instance or a stored dict."""
+    from bench.hparams import build
+
+    return build(ScenarioConfig, dataclasses.asdict(value) if isinstance(value, ScenarioConfig) else dict(value))
 
 
 def _pairs(hp: Any) -> list[tuple[Any, Any]]:

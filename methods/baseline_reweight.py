@@ -13,6 +13,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from bench.hparams import require
 from methods.adversaries import ce_adversary
 from methods.base import Batch, Method, StepOutput
 from methods.fairness import class_errors, class_weights, halves_rho, project, violation, weighted_mean
@@ -30,6 +31,12 @@ class ReweightHparams:
     init: Literal["uniform", "normal", "none"] = "uniform"
     bn_mode: Literal["eval", "train"] = "eval"
 
+    def __post_init__(self):
+        for name in ("rho_halve_every", "val_attack_steps"):
+            require(self, name, getattr(self, name) >= 1, "an integer ≥ 1")
+        for name in ("tau", "rho", "lim"):
+            require(self, name, getattr(self, name) >= 0, "a number ≥ 0")
+
 
 @METHODS.register("baseline_reweight")
 class BaselineReweight(Method):
@@ -42,8 +49,6 @@ class BaselineReweight(Method):
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)
-        if hp.rho_halve_every < 1:
-            raise ValueError(f"baseline_reweight.rho_halve_every={hp.rho_halve_every} must be ≥ 1")
         self.meta = ctx.heldout_split("meta", "baseline_reweight")
         self.rho = hp.rho
         self.lam = torch.zeros(ctx.num_classes)

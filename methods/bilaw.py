@@ -35,6 +35,7 @@ validation adversaries (tiny-CNN on CPU: ≈2× TRADES at 10 steps, ≈1.6× at 
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
@@ -43,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.attacks import kl_per_sample, model_mode, pgd
+from bench.hparams import RunFacts, require
 from methods.base import Batch, Method, StepOutput
 from methods.bilaw_meta import (MARGIN_KINDS, META_WEIGHT_DECAY, MetaLearner, input_size, lookahead, parse_widths,
                                 validation_loss, weight_inputs)
@@ -63,6 +65,15 @@ class BiLAWNPHparams:
     init: Init = "uniform"  # training adversaries (validation ones always start uniform)
     bn_mode: Literal["eval", "train"] = "eval"
 
+    def __post_init__(self):
+        require(self, "val_attack_steps", self.val_attack_steps >= -1, "an integer ≥ 0, or -1 for the run's "
+                "attack_steps")
+
+    def resolved(self, run: RunFacts) -> "BiLAWNPHparams":
+        """The placeholder `val_attack_steps=-1` as the run's attack steps."""
+        steps = run.attack_steps if self.val_attack_steps == -1 else self.val_attack_steps
+        return dataclasses.replace(self, val_attack_steps=steps)
+
 
 @dataclass(frozen=True)
 class BiLAWHparams(BiLAWNPHparams):
@@ -73,11 +84,29 @@ class BiLAWHparams(BiLAWNPHparams):
     meta_lr: float = 1e-3
     meta_weight_decay: float | None = None  # None: 0 for sgd (Eq. 6), 1e-4 for adam (MW-Net)
 
+    def __post_init__(self):
+        super().__post_init__()
+        parse_widths(self.hidden)
+        require(self, "meta_lr", self.meta_lr >= 0, "a number ≥ 0")
+        require(self, "meta_weight_decay", self.meta_weight_decay is None or self.meta_weight_decay >= 0,
+                "a number ≥ 0, or None for the optimiser's (sgd 0, adam 1e-4)")
+        require(self, "margin_on", self.margin_on == "adv" or self.weight_input in MARGIN_KINDS,
+                f"'adv', or 'clean' with weight_input in {list(MARGIN_KINDS)} (weight_input={self.weight_input!r})")
+
+    def resolved(self, run: RunFacts) -> "BiLAWHparams":
+        """Also the placeholder `meta_weight_decay=None` as `meta_opt`'s (sgd 0, adam 1e-4)."""
+        decay = META_WEIGHT_DECAY[self.meta_opt] if self.meta_weight_decay is None else self.meta_weight_decay
+        return dataclasses.replace(super().resolved(run), meta_weight_decay=decay)
+
 
 @dataclass(frozen=True)
 class BiLAWTRADESHparams(BiLAWHparams):
     init: Init = "normal"  # TRADES' x + 0.001·N(0, I)
     beta: float = 6.0  # 1/λ
+
+    def __post_init__(self):
+        super().__post_init__()
+        require(self, "beta", self.beta >= 0, "a number ≥ 0")
 
 
 class ValidatedReweighting(Method):
@@ -88,9 +117,7 @@ class ValidatedReweighting(Method):
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)
-        if hp.val_attack_steps < -1:
-            raise ValueError(f"val_attack_steps={hp.val_attack_steps} must be >= 0, or -1 for the run's attack_steps")
-        self.val_steps = ctx.attack_steps if hp.val_attack_steps == -1 else hp.val_attack_steps
+        self.val_steps = hp.val_attack_steps  # -1 resolved by build_method (BiLAWNPHparams.resolved)
         split = ctx.heldout_split("val_meta", type(self).__name__)
         self.val_batches = HeldoutBatches(split, ctx.batch_size, seed=ctx.seed)
         self.epoch_weights = EpochWeights(ctx.train_size, ctx.num_classes, ctx.device)
@@ -142,14 +169,8 @@ class LearnedWeights(ValidatedReweighting):
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)
-        weight_decay = META_WEIGHT_DECAY[hp.meta_opt] if hp.meta_weight_decay is None else hp.meta_weight_decay
-        if hp.meta_lr < 0 or weight_decay < 0:
-            raise ValueError(f"meta_lr={hp.meta_lr} and meta_weight_decay={weight_decay} must be >= 0")
-        if hp.margin_on == "clean" and hp.weight_input not in MARGIN_KINDS:
-            raise ValueError(f"margin_on='clean' applies to weight_input in {list(MARGIN_KINDS)}, "
-                             f"not {hp.weight_input!r}")
         self.learner = MetaLearner(input_size(hp.weight_input, ctx.num_classes), parse_widths(hp.hidden),
-                                   hp.meta_opt, hp.meta_lr, weight_decay, ctx.device, ctx.seed)
+                                   hp.meta_opt, hp.meta_lr, hp.meta_weight_decay, ctx.device, ctx.seed)
         self.tracked = TrackedSamples(ctx.train_size)
 
     def remember(self, batch: Batch, w: Tensor) -> None:
@@ -228,11 +249,6 @@ class BiLAWTRADES(LearnedWeights):
 
     def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
         return forward(1) + attack(self.ctx.attack_steps) + attack(self.val_steps) + update(2) + hypergradient(2, 1)
-
-    def __init__(self, hp, ctx):
-        super().__init__(hp, ctx)
-        if hp.beta < 0:
-            raise ValueError(f"beta={hp.beta} must be >= 0")
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
         x_adv = self.adversaries(model, batch.x, batch.y, loss=self.attack_loss)

@@ -41,6 +41,7 @@ that term in the real loss.
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,7 @@ from bench.attacks import pgd
 from bench.attacks.losses import loss_dtype
 from bench.attacks.pgd import input_grad
 from bench.attacks.mode import model_mode
+from bench.hparams import RunFacts, require
 from methods.base import Batch, Method, StepOutput
 from methods.fairness import FairConstraints, class_errors
 from methods.heldout import HeldoutBatches
@@ -91,6 +93,27 @@ class CAATHparams:
     val_attack_steps: int = 20
     bn_mode: Literal["eval", "train"] = "eval"
     record_samples: bool = False  # diagnostics only (Fig. 4): write per-sample directions and bounds
+
+    def __post_init__(self):
+        for name in ("temperature",):
+            require(self, name, getattr(self, name) > 0, "a number > 0")
+        for name in ("hidden", "rho_halve_every", "val_attack_steps"):
+            require(self, name, getattr(self, name) >= 1, "an integer ≥ 1")
+        require(self, "meta_every", self.meta_every >= 0, "an integer ≥ 1, or 0 for the fidelity's (paper 1, code 50)")
+        require(self, "train_eps_scale", self.train_eps_scale >= 0,
+                "a number > 0, or 0 for the fidelity's (paper 1, code 1.25)")
+        require(self, "min_weight", 0 <= self.min_weight <= 0.5, "a number in [0, 0.5] (0: both attacks for every sample)")
+        require(self, "margin_max", self.margin_max >= 0.98, "a number ≥ 0.98 (the lower clip of FRL's margin factor)")
+        for name in ("beta", "grad_offset", "meta_lr", "meta_weight_decay", "tau_nat", "tau_bdy", "rho_weight",
+                     "rho_margin", "lim"):
+            require(self, name, getattr(self, name) >= 0, "a number ≥ 0")
+
+    def resolved(self, run: RunFacts) -> "CAATHparams":
+        """The placeholders `meta_every=0` and `train_eps_scale=0` as the run's fidelity sets them (the official
+        code: a meta step every 50 batches, ε ×1.25 → 10/255; the paper: every batch, ε)."""
+        code = run.fidelity == "code"
+        return dataclasses.replace(self, meta_every=self.meta_every or (50 if code else 1),
+                                   train_eps_scale=self.train_eps_scale or (1.25 if code else 1.0))
 
 
 SAMPLES_DIR = "caat_samples"  # per-epoch per-sample records, beside the run's other files
@@ -214,14 +237,10 @@ class CAAT(Method):
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)
         code = ctx.fidelity == "code"
-        if hp.temperature <= 0 or hp.hidden < 1 or hp.meta_every < 0 or hp.train_eps_scale < 0:
-            raise ValueError(f"caat needs temperature > 0, hidden ≥ 1, meta_every ≥ 0, train_eps_scale ≥ 0; got {hp}")
-        if not 0 <= hp.min_weight <= 0.5:
-            raise ValueError(f"min_weight={hp.min_weight} must lie in [0, 0.5] (0: both attacks for every sample)")
         if hp.record_samples and ctx.run_dir is None:
             raise ValueError("caat record_samples=true needs a run folder to write per-sample records into")
-        self.meta_every = hp.meta_every or (50 if code else 1)
-        self.eps_scale = hp.train_eps_scale or (1.25 if code else 1.0)
+        self.meta_every = hp.meta_every  # placeholders resolved by build_method (CAATHparams.resolved)
+        self.eps_scale = hp.train_eps_scale
         self.code = code
         self.meta = ctx.heldout_split("meta", "caat")
         self.meta_batches = HeldoutBatches(self.meta, ctx.batch_size, seed=ctx.seed)

@@ -7,12 +7,13 @@ certain) — `lam1` < 0 selects that default. The code's 10-epoch warm-up (unifo
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
+from bench.hparams import RunFacts
 from methods.addon import ADDONS
-from methods.class_calibration import ClassCalibrated
-from methods.registry import METHODS
+from methods.class_calibration import ClassCalibrated, check_calibration, resolved_class_acc
 
 BASE_BUDGET = {"pgd_at": 0.5, "trades": 0.3, "fat": 0.7}
 
@@ -23,15 +24,22 @@ class CCMHparams:
     begin_epoch: int = 10  # 0-based epoch from which ε is calibrated (code's warm-up)
     class_acc: Literal["fidelity", "paper", "code"] = "fidelity"  # form of A_c (methods/class_calibration.py)
 
+    def __post_init__(self):
+        check_calibration(self)
 
-def base_budget(lam1: float, base) -> float:
+    def resolved(self, run: RunFacts) -> "CCMHparams":
+        return dataclasses.replace(self, lam1=base_budget(self.lam1, run.method),
+                                   class_acc=resolved_class_acc(self.class_acc, run))
+
+
+def base_budget(lam1: float, base: str) -> float:
+    """λ₁, its placeholder (< 0) resolved to the default of base method `base` (BASE_BUDGET)."""
     if lam1 >= 0:
         return lam1
-    name = next((n for n in METHODS.names() if METHODS.get(n) is type(base)), type(base).__name__)
-    if name not in BASE_BUDGET:
-        raise ValueError(f"CCM has no default λ₁ for base method {name!r} (defaults: {BASE_BUDGET}); "
+    if base not in BASE_BUDGET:
+        raise ValueError(f"CCM has no default λ₁ for base method {base!r} (defaults: {BASE_BUDGET}); "
                          "set --hp ccm.lam1=<value> (or cfa.lam1)")
-    return BASE_BUDGET[name]
+    return BASE_BUDGET[base]
 
 
 @ADDONS.register("ccm")
@@ -41,7 +49,7 @@ class CCM(ClassCalibrated):
 
     def __init__(self, hp, base):
         super().__init__(hp, base)
-        self.lam1 = base_budget(hp.lam1, base)
+        self.lam1 = hp.lam1  # resolved by build_method (CCMHparams.resolved)
 
     def calibrate(self, train_acc):
         self.base.class_eps = (self.lam1 + train_acc) * self.ctx.eps

@@ -7,11 +7,13 @@ paper gives no warm-up for CCR; CCM's 10 epochs are used.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
+from bench.hparams import RunFacts, require
 from methods.addon import ADDONS
-from methods.class_calibration import ClassCalibrated
+from methods.class_calibration import ClassCalibrated, check_calibration, resolved_class_acc
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,13 @@ class CCRHparams:
     lam2: float = 0.5
     begin_epoch: int = 10  # 0-based, as CCM's
     class_acc: Literal["fidelity", "paper", "code"] = "fidelity"  # form of A_c (methods/class_calibration.py)
+
+    def __post_init__(self):
+        check_calibration(self)
+        require(self, "lam2", self.lam2 >= 0, "a number ≥ 0")
+
+    def resolved(self, run: RunFacts) -> "CCRHparams":
+        return dataclasses.replace(self, class_acc=resolved_class_acc(self.class_acc, run))
 
 
 @ADDONS.register("ccr")

@@ -6,13 +6,16 @@ directly (`pgd_at+ccm`, `trades+ccm+ccr`, `pgd_at+fawa`). The parts' hyperparame
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
+from bench.hparams import RunFacts, require
 from methods.addon import ADDONS, Addon
-from methods.ccm import CCM, CCMHparams
+from methods.ccm import CCM, CCMHparams, base_budget
 from methods.ccr import CCR, CCRHparams
-from methods.fawa import FAWA, FAWAHparams
+from methods.class_calibration import check_calibration, resolved_class_acc
+from methods.fawa import FAWA, FAWAHparams, check_fawa
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,15 @@ class CFAHparams:
     val_attack_steps: int = 10
     worst: Literal["class", "worst20"] = "class"
     class_acc: Literal["fidelity", "paper", "code"] = "fidelity"  # form of A_c (methods/class_calibration.py)
+
+    def __post_init__(self):
+        check_calibration(self)
+        check_fawa(self)
+        require(self, "lam2", self.lam2 >= 0, "a number ≥ 0")
+
+    def resolved(self, run: RunFacts) -> "CFAHparams":
+        return dataclasses.replace(self, lam1=base_budget(self.lam1, run.method),
+                                   class_acc=resolved_class_acc(self.class_acc, run))
 
 
 @ADDONS.register("cfa")

@@ -15,8 +15,19 @@ from __future__ import annotations
 
 import torch
 
+from bench.hparams import RunFacts, require
 from methods.addon import Addon
 from methods.reference_epoch import reference_epoch
+
+
+def check_calibration(hp) -> None:
+    """`begin_epoch` of a calibrated add-on's hparams (CCM, CCR, CFA)."""
+    require(hp, "begin_epoch", hp.begin_epoch >= 0, "a 0-based epoch ≥ 0")
+
+
+def resolved_class_acc(class_acc: str, run: RunFacts) -> str:
+    """The placeholder `class_acc="fidelity"` as the run's `--fidelity` (paper or code)."""
+    return run.fidelity if class_acc == "fidelity" else class_acc
 
 
 class ClassCalibrated(Addon):
@@ -24,9 +35,7 @@ class ClassCalibrated(Addon):
 
     def __init__(self, hp, base):
         super().__init__(hp, base)
-        if hp.begin_epoch < 0:
-            raise ValueError(f"begin_epoch={hp.begin_epoch} must be ≥ 0")
-        form = self.ctx.fidelity if hp.class_acc == "fidelity" else hp.class_acc
+        form = hp.class_acc  # "paper" or "code": build_method resolved "fidelity" (resolved_class_acc)
         counts = torch.tensor(self.ctx.class_counts, dtype=torch.float64)
         # A_c = scale_c · (correct_c / n_c): 1 (paper) or C·n_c/N (code)
         self.acc_scale = torch.ones(self.ctx.num_classes) if form == "paper" else len(counts) * counts / counts.sum()

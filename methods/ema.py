@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from bench.hparams import require
 from methods.addon import ADDONS, Addon
 from methods.reference_epoch import reference_epoch
 
@@ -21,6 +22,10 @@ from methods.reference_epoch import reference_epoch
 class EMAHparams:
     decay: float = 0.85
     start_epoch: int = 50  # counted from 1: the model after this epoch is copied, later epochs are averaged in
+
+    def __post_init__(self):
+        require(self, "decay", 0 <= self.decay < 1, "a number in [0, 1)")
+        require(self, "start_epoch", self.start_epoch >= 1, "an epoch ≥ 1 (counted from 1)")
 
 
 def average_into(avg: dict[str, torch.Tensor], new: dict[str, torch.Tensor], decay: float) -> None:
@@ -38,8 +43,6 @@ class WeightAverage(Addon):
 
     def __init__(self, hp, base):
         super().__init__(hp, base)
-        if not 0 <= hp.decay < 1:
-            raise ValueError(f"{self.averaged_name}.decay={hp.decay} must be in [0, 1)")
         self.model = self.ctx.new_model()
         self.started = False
 

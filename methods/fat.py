@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from bench.attacks import model_mode
 from bench.attacks.losses import loss_dtype
 from bench.attacks.pgd import initial_point, per_sample
+from bench.hparams import require
 from methods.base import Batch, Method, StepOutput
 from methods.reference_epoch import beyond
 from methods.registry import METHODS
@@ -77,6 +78,9 @@ class FATHparams:
     variant: Literal["cfa", "official"] = "cfa"
     tau: int = 3  # the cfa variant's fixed τ (the official variant schedules τ)
 
+    def __post_init__(self):
+        require(self, "tau", self.tau >= 0, "an integer ≥ 0")
+
 
 @METHODS.register("fat")
 class FAT(Method):
@@ -85,11 +89,6 @@ class FAT(Method):
 
     def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
         return attack(self.ctx.attack_steps) + update(1)  # early stopping: at most K steps
-
-    def __init__(self, hp, ctx):
-        super().__init__(hp, ctx)
-        if hp.tau < 0:
-            raise ValueError(f"fat.tau={hp.tau} must be >= 0")
 
     def tau(self, epoch: int) -> int:
         if self.hp.variant == "cfa":

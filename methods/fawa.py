@@ -12,9 +12,17 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bench.evaluate import AttackSpec, EvalConfig, evaluate
+from bench.hparams import require
 from methods.addon import ADDONS
 from methods.ema import WeightAverage
 from methods.reference_epoch import reference_epoch
+
+
+def check_fawa(hp) -> None:
+    """FAWA's fields, shared by `+fawa` and `+cfa`."""
+    require(hp, "decay", 0 <= hp.decay < 1, "a number in [0, 1)")
+    require(hp, "val_attack_steps", hp.val_attack_steps >= 1, "an integer ≥ 1")
+    require(hp, "start_epoch", hp.start_epoch >= 1, "an epoch ≥ 1 (counted from 1)")
 
 
 @dataclass(frozen=True)
@@ -24,6 +32,9 @@ class FAWAHparams:
     start_epoch: int = 50  # 1-based: epochs from this one on may enter the average
     val_attack_steps: int = 10
     worst: Literal["class", "worst20"] = "class"
+
+    def __post_init__(self):
+        check_fawa(self)
 
 
 def validation_robustness(model, split, num_classes: int, eps: float, step: float, steps: int, seed: int,
@@ -43,8 +54,6 @@ class FAWA(WeightAverage):
 
     def __init__(self, hp, base):
         super().__init__(hp, base)
-        if hp.val_attack_steps < 1:
-            raise ValueError(f"fawa.val_attack_steps={hp.val_attack_steps} must be ≥ 1")
         self.val = self.ctx.heldout_split("val", "fawa")
 
     def on_epoch_end(self, model, epoch, train_class_acc):

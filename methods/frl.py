@@ -19,6 +19,7 @@ from typing import ClassVar, Literal
 import torch.nn.functional as F
 
 from bench.attacks import kl_per_sample, pgd
+from bench.hparams import require
 from methods.base import Batch, Method, StepOutput
 from methods.fairness import FairConstraints, class_errors, weighted_mean
 from methods.registry import METHODS
@@ -40,6 +41,13 @@ class FRLHparams:
     loss_norm: Literal["separate", "joint"] = "separate"
     init: Literal["uniform", "normal", "none"] = "normal"
     bn_mode: Literal["eval", "train"] = "eval"
+
+    def __post_init__(self):
+        for name in ("rho_halve_every", "val_attack_steps"):
+            require(self, name, getattr(self, name) >= 1, "an integer ≥ 1")
+        require(self, "margin_max", self.margin_max >= 0.98, "a number ≥ 0.98 (the lower clip of the margin factor)")
+        for name in ("beta", "tau_nat", "tau_bdy", "rho_weight", "rho_margin", "lim"):
+            require(self, name, getattr(self, name) >= 0, "a number ≥ 0")
 
 
 @dataclass(frozen=True)
@@ -69,8 +77,6 @@ class FRL(Method):
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)
-        if hp.val_attack_steps < 1:
-            raise ValueError(f"val_attack_steps={hp.val_attack_steps} must be ≥ 1")
         self.meta = ctx.heldout_split("meta", type(self).__name__)
         self.constraints = FairConstraints(
             ctx.num_classes, self.updates, tau_nat=hp.tau_nat, tau_bdy=hp.tau_bdy, rho_weight=hp.rho_weight,

@@ -26,8 +26,9 @@ from torch import Tensor, nn
 
 from bench.attacks import pgd
 from bench.attacks.losses import ce_loss
+from bench.hparams import require
 from methods.base import Batch, Method, StepOutput
-from methods.reference_epoch import at_least, check_fraction
+from methods.reference_epoch import at_least
 from methods.registry import METHODS
 from methods.sample_weights import mean_one
 from methods.step_bound import attack, update
@@ -40,6 +41,9 @@ class GAIRATHparams:
     weight_fn: Literal["tanh", "sigmoid", "discrete"] = "tanh"
     init: Literal["uniform", "normal", "none"] = "uniform"
     bn_mode: Literal["eval", "train"] = "eval"
+
+    def __post_init__(self):
+        require(self, "begin", 0 <= self.begin <= 1, "a fraction of training in [0, 1]")
 
 
 def pgd_counting_correct(model: nn.Module, x: Tensor, y: Tensor, **pgd_args) -> tuple[Tensor, Tensor]:
@@ -81,7 +85,6 @@ class GAIRAT(Method):
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)
-        check_fraction("gairat.begin", hp.begin)
         if ctx.attack_steps < 2:
             raise ValueError(f"GAIRAT needs attack_steps >= 2 (its weights divide by ⌊K/2⌋); got {ctx.attack_steps}")
 

@@ -19,6 +19,7 @@ recorded with each epoch.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -29,6 +30,7 @@ from torch import Tensor, nn
 from bench.attacks.mode import model_mode
 from bench.attacks.pgd import per_sample, uniform_noise
 from bench.attacks.single_step import fgsm
+from bench.hparams import RunFacts
 from methods.base import Batch, Method, StepOutput
 from methods.registry import METHODS
 from methods.step_bound import Passes, attack, update
@@ -77,6 +79,11 @@ class GradAlignHparams:
     clean_grad: Literal["fidelity", "paper", "code"] = "fidelity"  # g plain (paper) or through the clamp (code)
     bn_mode: Literal["eval", "train"] = "train"
 
+    def resolved(self, run: RunFacts) -> "GradAlignHparams":
+        """The placeholders `lam < 0` (the official λ for the run's ε) and `clean_grad="fidelity"`."""
+        return dataclasses.replace(self, lam=default_lambda(run.budget()) if self.lam < 0 else self.lam,
+                                   clean_grad=run.fidelity if self.clean_grad == "fidelity" else self.clean_grad)
+
 
 @METHODS.register("gradalign")
 class GradAlign(Method):
@@ -88,8 +95,8 @@ class GradAlign(Method):
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)
-        self.lam = default_lambda(ctx.eps) if hp.lam < 0 else hp.lam
-        self.through_clamp = (ctx.fidelity if hp.clean_grad == "fidelity" else hp.clean_grad) == "code"
+        self.lam = hp.lam  # placeholders resolved by build_method (GradAlignHparams.resolved)
+        self.through_clamp = hp.clean_grad == "code"
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
         x, y, eps = batch.x, batch.y, self.eps_for(batch.y)

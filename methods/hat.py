@@ -24,6 +24,7 @@ from torch import nn
 
 from bench.attacks.losses import kl_per_sample
 from bench.checkpoint_io import load_checkpoint
+from bench.hparams import require
 from methods.base import Batch, Method, MethodContext, StepOutput
 from methods.registry import METHODS
 from methods.adversaries import trades_adversary
@@ -44,6 +45,10 @@ class HATHparams:
     h: float = 2.0  # helper examples' distance from x, in multiples of the adversarial perturbation
     init: Literal["uniform", "normal", "none"] = "normal"  # TRADES init x + 0.001·N(0, I)
     bn_mode: Literal["eval", "train"] = "eval"
+
+    def __post_init__(self):
+        for name in ("beta", "gamma", "h"):
+            require(self, name, getattr(self, name) >= 0, "a number ≥ 0")
 
 
 def helper_checkpoint(path: str, store_root: Path | None = None) -> Path:
@@ -91,9 +96,6 @@ class HAT(Method):
 
     def __init__(self, hp, ctx):
         super().__init__(hp, ctx)
-        for name in ("beta", "gamma", "h"):
-            if not getattr(hp, name) >= 0:
-                raise ValueError(f"hat.{name}={getattr(hp, name)} must be >= 0")
         self.helper = load_helper(hp.helper, ctx)
 
     def helper_examples(self, x: torch.Tensor, x_adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,9 +23,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bench.attacks.losses import kl_per_sample, loss_dtype
+from bench.hparams import require
 from methods.adversaries import ce_adversary, trades_adversary
 from methods.base import Batch, Method, StepOutput
-from methods.reference_epoch import beyond, check_fraction
+from methods.reference_epoch import beyond
 from methods.registry import METHODS
 from methods.step_bound import attack, forward, update
 
@@ -40,6 +41,9 @@ class MAILATHparams:
     init: Literal["uniform", "normal", "none"] = "normal"
     bn_mode: Literal["eval", "train"] = "eval"
 
+    def __post_init__(self):
+        require(self, "burn_in", 0 <= self.burn_in <= 1, "a fraction of training in [0, 1]")
+
 
 @dataclass(frozen=True)
 class MAILTRADESHparams:
@@ -49,6 +53,10 @@ class MAILTRADESHparams:
     burn_in: float = BURN_IN
     init: Literal["uniform", "normal", "none"] = "normal"
     bn_mode: Literal["eval", "train"] = "eval"
+
+    def __post_init__(self):
+        require(self, "burn_in", 0 <= self.burn_in <= 1, "a fraction of training in [0, 1]")
+        require(self, "beta", self.beta >= 0, "a number ≥ 0")
 
 
 def probabilistic_margin(logits: Tensor, y: Tensor) -> Tensor:
@@ -62,10 +70,6 @@ def mail_weights(logits_adv: Tensor, y: Tensor, slope: float, bias: float) -> Te
 
 
 class _MAIL(Method):
-    def __init__(self, hp, ctx):
-        super().__init__(hp, ctx)
-        check_fraction("burn_in", hp.burn_in)
-
     def weighted(self, epoch: int) -> bool:
         """Whether 0-based `epoch` is past the burn-in (the code compares its 0-based epoch: `epoch <= 75`)."""
         return beyond(epoch, self.hp.burn_in, self.ctx.epochs, counts_from=0)
@@ -101,11 +105,6 @@ class MAILTRADES(_MAIL):
 
     def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
         return forward(1) + attack(self.ctx.attack_steps) + update(2)  # KL target, attack, clean + adversarial loss
-
-    def __init__(self, hp, ctx):
-        super().__init__(hp, ctx)
-        if not hp.beta >= 0:
-            raise ValueError(f"mail_trades.beta={hp.beta} must be >= 0")
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
         x_adv = trades_adversary(self, model, batch)

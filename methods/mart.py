@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from bench.attacks import pgd
 from bench.attacks.losses import loss_dtype
+from bench.hparams import require
 from methods.base import Batch, Method, StepOutput
 from methods.registry import METHODS
 from methods.step_bound import attack, update
@@ -24,6 +25,9 @@ class MARTHparams:
     beta: float = 6.0  # official WRN-34-10 value; 5 for its ResNet-18 recipe (Wang et al. 2020)
     init: Literal["uniform", "normal", "none"] = "normal"
     bn_mode: Literal["eval", "train"] = "eval"
+
+    def __post_init__(self):
+        require(self, "beta", self.beta >= 0, "a number ≥ 0")
 
 
 @METHODS.register("mart")

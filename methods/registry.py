@@ -37,11 +37,14 @@ def _split_overrides(name: str, overrides: dict[str, Any]) -> dict[str, dict[str
     return split
 
 
-def _hparam_objects(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
+def _hparam_objects(name: str, overrides: dict[str, Any], run: hparams.RunFacts | None = None) -> dict[str, Any]:
+    """The method's and add-ons' hparams objects by owner; with `run`, their placeholders resolved."""
     base, addons = _parts(name)
     split = _split_overrides(name, overrides)
-    objects = {base: hparams.build(METHODS.get(base).Hparams, split[base])}
-    objects.update({a: hparams.build(ADDONS.get(a).Hparams, split[a]) for a in addons})
+    objects = {base: hparams.build(METHODS.get(base).Hparams, split[base], "hp ")}
+    objects.update({a: hparams.build(ADDONS.get(a).Hparams, split[a], f"hp {a}.") for a in addons})
+    if run is not None:
+        objects = {owner: hparams.resolve(obj, dataclasses.replace(run, method=base)) for owner, obj in objects.items()}
     return objects
 
 
@@ -58,7 +61,7 @@ def check_norm(name: str, norm: str) -> None:
 def build_method(name: str, overrides: dict[str, Any], ctx: MethodContext) -> Method:
     base, addons = _parts(name)
     check_norm(name, ctx.norm)
-    hp = _hparam_objects(name, overrides)
+    hp = _hparam_objects(name, overrides, hparams.RunFacts(base, ctx.fidelity, ctx.attack_steps, ctx.eps))
     method = METHODS.get(base)(hp[base], ctx)
     if not addons:
         return method
@@ -85,4 +88,16 @@ def resolved_hparams(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     for owner, obj in _hparam_objects(name, overrides).items():
         prefix = "" if owner == base else f"{owner}."
         out.update({prefix + k: v for k, v in dataclasses.asdict(obj).items()})
+    return out
+
+
+def canonical_hparams(name: str, overrides: dict[str, Any], run: hparams.RunFacts | None) -> dict[str, Any]:
+    """Typed values, placeholders resolved for `run` (kept as given without one), those equal to their declared
+    default dropped, add-ons' under their prefix: `beta=6`, `beta=6.0` and no override give one result for
+    TRADES (the run's identity in hyperparameters)."""
+    base, _ = _parts(name)
+    out: dict[str, Any] = {}
+    for owner, obj in _hparam_objects(name, overrides, run).items():
+        prefix = "" if owner == base else f"{owner}."
+        out.update({prefix + k: v for k, v in hparams.non_defaults(obj).items()})
     return out

@@ -18,6 +18,7 @@ from typing import Literal
 import torch.nn.functional as F
 
 from bench.attacks.single_step import n_fgsm, rs_fgsm
+from bench.hparams import require
 from methods.base import Batch, Method, StepOutput
 from methods.registry import METHODS
 from methods.step_bound import attack, update
@@ -26,16 +27,14 @@ from methods.step_bound import attack, update
 RS_FGSM_INITS = {"random": "uniform", "zero": "none"}  # hyperparameter → PGD engine init
 
 
-def _positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{name}={value} must be > 0")
-
-
 @dataclass(frozen=True)
 class RSFGSMHparams:
     alpha_ratio: float = 1.25  # α / ε
     init: Literal["random", "zero"] = "random"  # δ⁰ ~ U(−ε, ε) or δ⁰ = 0
     bn_mode: Literal["eval", "train"] = "train"
+
+    def __post_init__(self):
+        require(self, "alpha_ratio", self.alpha_ratio > 0, "a number > 0")
 
 
 @METHODS.register("rs_fgsm")
@@ -45,10 +44,6 @@ class RSFGSM(Method):
 
     def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
         return attack(1) + update(1)
-
-    def __init__(self, hp, ctx):
-        super().__init__(hp, ctx)
-        _positive("alpha_ratio", hp.alpha_ratio)
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
         eps = self.eps_for(batch.y)
@@ -65,6 +60,11 @@ class NFGSMHparams:
     clip_ratio: float = 0.0  # > 0: clip δ to [−clip_ratio·ε, clip_ratio·ε] (the code's --clip); 0: no clipping
     bn_mode: Literal["eval", "train"] = "train"
 
+    def __post_init__(self):
+        require(self, "alpha_ratio", self.alpha_ratio > 0, "a number > 0")
+        require(self, "k", self.k >= 0, "a number ≥ 0")
+        require(self, "clip_ratio", self.clip_ratio >= 0, "a number ≥ 0 (0: no clipping)")
+
 
 @METHODS.register("nfgsm")
 class NFGSM(Method):
@@ -73,14 +73,6 @@ class NFGSM(Method):
 
     def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
         return attack(1) + update(1)
-
-    def __init__(self, hp, ctx):
-        super().__init__(hp, ctx)
-        _positive("alpha_ratio", hp.alpha_ratio)
-        if not hp.k >= 0:
-            raise ValueError(f"k={hp.k} must be >= 0")
-        if not hp.clip_ratio >= 0:
-            raise ValueError(f"clip_ratio={hp.clip_ratio} must be >= 0 (0: no clipping)")
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
         eps = self.eps_for(batch.y)

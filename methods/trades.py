@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.attacks.losses import kl_per_sample
+from bench.hparams import require
 from methods.base import Batch, Method, StepOutput
 from methods.registry import METHODS
 from methods.adversaries import trades_adversary
@@ -26,6 +27,9 @@ class TRADESHparams:
     init: Literal["uniform", "normal", "none"] = "normal"  # x + 0.001·N(0, I)
     bn_mode: Literal["eval", "train"] = "eval"
     loss_scale: Literal["standard", "cfa"] = "standard"
+
+    def __post_init__(self):
+        require(self, "beta", self.beta >= 0, "a number ≥ 0")
 
 
 @METHODS.register("trades")

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 import torch.nn.functional as F
 
+from bench.hparams import require
 from methods.adversaries import ce_adversary
 from bench.attacks.losses import kl_to_target, loss_dtype
 from methods.base import Batch, Method, StepOutput
@@ -56,12 +57,24 @@ class InverseATHparams:
     init: Literal["uniform", "normal", "none"] = "uniform"  # of the PGD adversary x̂
     bn_mode: Literal["eval", "train"] = "eval"  # attack and inverse-adversary forwards
 
+    def __post_init__(self):
+        for name in ("lam", "beta"):
+            require(self, name, getattr(self, name) >= 0, "a number ≥ 0")
+        for name in ("inv_eps_ratio", "universal_step_ratio", "instance_step_ratio"):
+            require(self, name, getattr(self, name) > 0, "a number > 0 (a fraction of the run's ε)")
+        require(self, "instance_steps", self.instance_steps >= 0, "an integer ≥ 0")
+
 
 @dataclass(frozen=True)
 class UIATHparams(InverseATHparams):
     momentum: bool = True  # inverse-adversary momentum (IAM, Eq. 8)
     gamma: float = 0.9
     momentum_start: float = 0.75  # T / epochs
+
+    def __post_init__(self):
+        super().__post_init__()
+        require(self, "gamma", 0 <= self.gamma < 1, "a number in [0, 1)")
+        require(self, "momentum_start", 0 <= self.momentum_start <= 1, "a fraction of training in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -78,8 +91,6 @@ class InverseAdversarialTraining(Method):
 
     def __init__(self, hp: InverseATHparams, ctx):
         super().__init__(hp, ctx)
-        if not hp.lam >= 0:
-            raise ValueError(f"lam={hp.lam} must be >= 0")
         radius = fraction_of_eps(hp.inv_eps_ratio, ctx.eps, "inv_eps_ratio")
         if hp.universal:
             self.inverse = UniversalInverse(ctx, radius=radius, beta=hp.beta, bn_mode=hp.bn_mode,
@@ -111,8 +122,6 @@ class UIAT(InverseAdversarialTraining):
 
     def __init__(self, hp: UIATHparams, ctx):
         super().__init__(hp, ctx)
-        if not 0 <= hp.gamma < 1:
-            raise ValueError(f"gamma={hp.gamma} must be in [0, 1)")
         self.momentum_start = reference_start(hp.momentum_start, ctx.epochs, "momentum_start")
         self.memory = TargetMemory(ctx.train_size, ctx.num_classes, ctx.device) if hp.momentum else None
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from bench.hparams import require
 from methods.addon import ADDONS, Addon
 from methods.base import Batch, StepOutput
 from methods.universal_inverse import OneOffTarget, UniversalInverse, fraction_of_eps
@@ -31,6 +32,12 @@ class UIATAddonHparams:
     clean_target_grad: bool = True
     bn_mode: Literal["eval", "train"] = "eval"
 
+    def __post_init__(self):
+        require(self, "lam", self.lam >= 0, "a number ≥ 0")
+        for name in ("inv_eps_ratio", "step_ratio"):
+            require(self, name, getattr(self, name) > 0, "a number > 0 (a fraction of the run's ε)")
+        require(self, "start_fraction", 0 <= self.start_fraction <= 1, "a fraction of training in [0, 1]")
+
 
 @ADDONS.register("uiat")
 class UIATAddon(Addon):
@@ -42,8 +49,6 @@ class UIATAddon(Addon):
 
     def __init__(self, hp, base):
         super().__init__(hp, base)
-        if not hp.lam >= 0:
-            raise ValueError(f"uiat.lam={hp.lam} must be >= 0")
         eps = self.ctx.eps
         self.inverse = UniversalInverse(self.ctx, radius=fraction_of_eps(hp.inv_eps_ratio, eps, "uiat.inv_eps_ratio"),
                                         step_size=fraction_of_eps(hp.step_ratio, eps, "uiat.step_ratio"),

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch.nn.functional as F
 
+from bench.hparams import require
 from methods.base import Batch, StepOutput
 from methods.registry import METHODS
 from methods.step_bound import attack, update
@@ -26,6 +27,10 @@ from methods.universal_inverse import OneOffTarget
 class UIATOneOffHparams(InverseATHparams):
     start_fraction: float = 0.8  # T′ / epochs
     clean_target_grad: bool = True  # gradient through p(x) before T′
+
+    def __post_init__(self):
+        super().__post_init__()
+        require(self, "start_fraction", 0 <= self.start_fraction <= 1, "a fraction of training in [0, 1]")
 
 
 @METHODS.register("uiat_oneoff")

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from bench.attacks import pgd
 from bench.attacks.losses import loss_dtype
+from bench.hparams import require
 from methods.base import Batch, Method, StepOutput
 from methods.registry import METHODS
 from methods.step_bound import attack, update
@@ -30,6 +31,9 @@ class WMMRHparams:
     attack_loss: Literal["weighted_ce", "ce"] = "weighted_ce"
     init: Literal["uniform_unclipped", "uniform", "normal", "none"] = "uniform_unclipped"
     bn_mode: Literal["eval", "train"] = "train"
+
+    def __post_init__(self):
+        require(self, "alpha", self.alpha >= 0, "a number ≥ 0")
 
 
 def softmax_margin(logits: Tensor, y: Tensor) -> Tensor:
@@ -52,11 +56,6 @@ class WMMR(Method):
     def step_bound(self, epoch):  # forward/backward passes one step needs (methods.step_bound)
         return attack(self.ctx.attack_steps) + update(1)
     norms = ("linf", "l2")
-
-    def __init__(self, hp, ctx):
-        super().__init__(hp, ctx)
-        if not hp.alpha >= 0:
-            raise ValueError(f"wmmr.alpha={hp.alpha} must be >= 0")
 
     def attack_objective(self, logits: Tensor, y: Tensor) -> Tensor:
         return margin_weighted_ce(logits, y, self.hp.alpha).mean()

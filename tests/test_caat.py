@@ -135,7 +135,7 @@ def test_code_fidelity_uses_the_official_settings(monkeypatch):
 
 
 def test_refuses_bad_hyperparameters_and_a_missing_meta_set():
-    with pytest.raises(ValueError, match="temperature > 0"):
+    with pytest.raises(ValueError, match="temperature=0.0 is not allowed; allowed: a number > 0"):
         build_method("caat", {"temperature": "0"}, _ctx())
     ctx = _ctx()
     ctx.heldout = {}

@@ -82,3 +82,45 @@ def test_no_help_text_points_at_the_spec_users_do_not_have():
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for name, command in sub.choices.items():
         assert "spec" not in command.format_help().lower(), name
+
+
+@pytest.mark.parametrize("flags, named, allowed", [
+    (["--eps", "-1"], "--eps: eps=-1.0", "None (the dataset's default) or a number in (0, 1]"),
+    (["--eps", "0"], "--eps: eps=0.0", "None (the dataset's default) or a number in (0, 1]"),
+    (["--eps", "nan"], "--eps: eps='nan'", "a finite float"),
+    (["--eps", "1e9"], "--eps: eps=1000000000.0", "None (the dataset's default) or a number in (0, 1]"),
+    (["--norm", "l2", "--eps", "1e9"], "--eps: eps=1000000000.0", "None (the dataset's default) or a number in (0, 28]"),
+    (["--lr", "-1"], "--lr: lr=-1.0", "a finite number ≥ 0"),
+    (["--lr", "nan"], "--lr: lr='nan'", "a finite float"),
+    (["--momentum", "-5"], "--momentum: momentum=-5.0", "a number in [0, 1]"),
+    (["--weight-decay=-1e-4"], "--weight-decay: weight_decay=-0.0001", "a number ≥ 0"),
+    (["--seed", "-1"], "--seed: seed=-1", "an integer ≥ 0"),
+    (["--seed", "1.5"], "--seed: seed='1.5'", "an integer"),
+    (["--step-size", "-0.5"], "--step-size: step_size=-0.5", "a number > 0"),
+    (["--milestones", "-5"], "--milestones: milestones=(-5,)", "epochs ≥ 1"),
+    (["--final-attacks", ""], "--final-attacks: final_attacks=()", "a non-empty comma list"),
+    (["--method", "trades", "--hp", "beta=-1"], "hp beta=-1.0", "a number ≥ 0"),
+    (["--method", "caat", "--hp", "meta_every=-1"], "hp meta_every=-1", "an integer ≥ 1, or 0 for the fidelity's"),
+    (["--method", "caat", "--hp", "hidden=1.5"], "hp hidden='1.5'", "an integer"),
+    (["--method", "caat", "--hp", "hidden=abc"], "hp hidden='abc' is not a number", "an int"),
+    (["--method", "caat", "--hp", "record_samples=maybe"], "hp record_samples='maybe'", "true/false"),
+    (["--method", "trades+ema", "--hp", "ema.decay=1"], "hp ema.decay=1.0", "a number in [0, 1)"),
+    (["--train-limit", "100000"], "--train-limit: train_limit=100000", "1..60000"),
+])
+def test_bad_values_are_refused_before_anything_is_written(flags, named, allowed, tmp_path, capsys):
+    """Issue 12: each bad value is refused with the field, the value and what is allowed, before a run folder
+    (and so a lease) exists."""
+    runs = tmp_path / "runs"
+    assert main(["train", *flags, "--epochs", "1", "--runs-dir", str(runs)]) == 2
+    err = _err(capsys)
+    assert named in err and f"allowed: {allowed}" in err and "Traceback" not in err
+    assert not runs.exists()
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_a_runs_dir_that_is_a_file_is_one_clear_error(below, tmp_path, capsys):
+    file = tmp_path / "runs"
+    file.write_text("not a folder")
+    assert main(["train", "--epochs", "1", "--runs-dir", str(file / below)]) == 2
+    assert f"{file} is a file; allowed: a folder (made if missing)" in _err(capsys)
+    assert file.read_text() == "not a folder"

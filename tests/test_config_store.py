@@ -32,7 +32,7 @@ def test_config_refuses_bad_values():
         RunConfig(epochs=0)
     with pytest.raises(ValueError, match="select='aa'"):
         RunConfig(select="aa")
-    with pytest.raises(ValueError, match="train_limit=0 must be ≥ 1"):
+    with pytest.raises(ValueError, match="train_limit=0 is not allowed; allowed: an integer ≥ 1"):
         RunConfig(train_limit=0)
     with pytest.raises(ValueError, match="unknown run-config field"):
         RunConfig.from_dict({"epoch": 3})
@@ -45,7 +45,7 @@ def test_hparams_are_typed_and_checked():
         hparams.build(TRADESHparams, {"init": "gaussian"})
     with pytest.raises(ValueError, match=r"unknown hyperparameter\(s\) \['betta'\]"):
         hparams.build(TRADESHparams, {"betta": "6"})
-    with pytest.raises(ValueError, match="not a valid float"):
+    with pytest.raises(ValueError, match="beta='six' is not a number; allowed: a float"):
         hparams.build(TRADESHparams, {"beta": "six"})
     with pytest.raises(ValueError, match="key=value"):
         hparams.parse_pairs(["beta"])

@@ -162,8 +162,8 @@ def test_substitution_points_fine_tunes_at_the_substituted_hot_start():
 def test_substitution_follows_a_chain_of_runs_naming_runs():
     base = RunConfig(dataset="cifar10", model="tiny-cnn")
     middle = RunConfig(dataset="cifar10", model="tiny-cnn", seed=1, init_from=base.run_id())
-    top = RunConfig(dataset="cifar10", model="tiny-cnn", seed=2, init_from=middle.run_id(),
-                    hp=(("helper", base.run_id()),))
+    top = RunConfig(method="hat", dataset="cifar10", model="tiny-cnn", seed=2, init_from=middle.run_id(),
+                    hp=(("helper", base.run_id()),))  # hyperparameters are checked against the method's when built
     plan = [PlannedRun("top", top, needs=(middle.run_id(),)), PlannedRun("middle", middle, needs=(base.run_id(),)),
             PlannedRun("base", base)]
     out = {run.key: run for run in substitute(plan, {"cifar10": "svhn"})}

@@ -86,13 +86,14 @@ def test_paper_profile_carries_the_papers_settings():
             assert (c.eps, c.step_size, c.attack_steps, c.seed, c.normalize, c.fidelity) == \
                    (8 / 255, 2 / 255, 10, 0, False, "paper")
             if run.key.endswith(f"/{HOT_START}"):  # the spec's default hot start, TRADES's schedule
-                assert (c.method, c.hp_dict, c.init_from) == ("trades", {"beta": "6"}, None)
+                assert (c.method, c.hp_dict, c.init_from) == ("trades", {}, None)  # β = 6 is TRADES' default
                 assert (c.epochs, c.schedule, c.milestones, c.lr) == (100, "piecewise", (75, 90), 0.1)
             else:  # FRL's and CAAT's code: 40 epochs at lr 0.001, the MultiStep never reached
                 assert (c.epochs, c.schedule, c.lr, c.init_from is not None) == (40, "constant", 0.001, True)
     t1 = {r.key.split("/", 1)[1]: r.config for r in EXPERIMENTS.get("table1_caat").runs("paper")}
-    assert t1["TRADES (1/λ = 1)"].hp_dict == {"beta": "1"} and t1["TRADES (1/λ = 6)"].hp_dict == {"beta": "6"}
-    assert t1["CAAT (Grad-Based)"].hp_dict == {"bound": "grad"}
+    assert t1["TRADES (1/λ = 1)"].hp_dict == {"beta": 1.0} and t1["TRADES (1/λ = 6)"].hp_dict == {}
+    assert dict(t1["CAAT (Grad-Based)"].hp) == {"bound": "grad"}
+    assert t1["CAAT (Grad-Based)"].hp_dict == {"bound": "grad", "meta_every": 1, "train_eps_scale": 1.0}
     assert t1["FRL (ReWeight)"].scenario.heldout == "frl_meta" and t1["CAAT (ReMargin)"].scenario.heldout == "caat_meta"
     assert t1[HOT_START].scenario.heldout == "frl_meta"  # FRL's hot start: its 4700-per-class split
     assert t1["CAAT (ReMargin)"].init_from == t1["PGD Adv. Training"].init_from == t1[HOT_START].run_id()
@@ -104,13 +105,13 @@ def test_paper_profile_carries_the_papers_settings():
         s = run.config.scenario
         assert (s.imbalance, s.lt_profile, s.lt_order, s.heldout, s.noise) == (10, "exp", "ordered", "caat_meta", None)
     t4 = {r.key.split("/", 1)[1]: r.config for r in EXPERIMENTS.get("table4_caat").runs("paper")}
-    assert t4["Setting I"].hp_dict == {"direction": "adversarial", "bound": "fixed"}
-    assert t4["Setting II"].hp_dict == {"direction": "adversarial", "bound": "remargin"}
-    assert t4["Setting III"].hp_dict == {"bound": "fixed"}
+    assert dict(t4["Setting I"].hp) == {"direction": "adversarial", "bound": "fixed"}
+    assert dict(t4["Setting II"].hp) == {"direction": "adversarial"}  # bound=remargin is the default
+    assert dict(t4["Setting III"].hp) == {"bound": "fixed"}
     assert t4["Setting IV"] == t1["CAAT (ReMargin)"]  # one run serves both tables
     fig4 = FIGURES.get("fig4_caat").runs("paper")[-1].config
-    assert (fig4.scenario.noise, fig4.scenario.noise_ratio, fig4.hp_dict) == \
-           ("uniform", 0.2, {"bound": "grad", "record_samples": "true"})
+    assert (fig4.scenario.noise, fig4.scenario.noise_ratio, dict(fig4.hp)) == \
+           ("uniform", 0.2, {"bound": "grad", "record_samples": True})
     fig5 = {r.config.scenario.imbalance for r in FIGURES.get("fig5_caat").runs("paper")}
     assert fig5 == {10, 100}
 

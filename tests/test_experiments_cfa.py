@@ -123,12 +123,13 @@ def test_shorter_profiles_scale_the_epoch_hyperparameters_and_subsample_autoatta
 
 
 def test_figure_sweep_points_equal_to_table_rows_are_the_same_runs():
-    assert _config("fig5_cfa", "CIFAR-10/AT + CCM λ=0.5") == _config("table2_cfa", "CIFAR-10/AT + CCM")
+    # λ₁ = 0.5 given explicitly is AT's default λ₁: one run id (issue 12: placeholders resolved before hashing)
+    assert _config("fig5_cfa", "CIFAR-10/AT + CCM λ=0.5").run_id() == _config("table2_cfa", "CIFAR-10/AT + CCM").run_id()
     assert _config("fig7_cfa", "CIFAR-10/TRADES + CCM + CCR λ=0.5") == _config("table2_cfa",
                                                                              "CIFAR-10/TRADES + CCM + CCR")
     assert _config("fig3_cfa", "CIFAR-10/TRADES β=6") == _config("table1_cfa", "CIFAR-10/TRADES")
     assert _config("fig2_cfa", "CIFAR-10/AT ε=8/255") == _config("table1_cfa", "CIFAR-10/AT")
-    assert _config("fig5_cfa", "CIFAR-10/AT + CCM λ=0.3").hp_dict["ccm.lam1"] == "0.3"
+    assert _config("fig5_cfa", "CIFAR-10/AT + CCM λ=0.3").hp_dict["ccm.lam1"] == 0.3
 
 
 def test_claims_cover_the_tables_the_paper_makes_statements_about():  # judged in tests/test_claims.py

@@ -72,24 +72,24 @@ def test_paper_profile_carries_the_papers_settings():
     assert uiat.attack_steps == 10 and uiat.aa_n is None and uiat.seed == 0 and uiat.hp == ()
     assert set(uiat.final_attacks) == {"clean", "pgd20", "cw", "aa"}
     svhn = t1["SVHN/ResNet-18/UIAT (One-off)"].config
-    assert svhn.epochs == 30 and math.isclose(svhn.step_size, 1 / 255) and dict(svhn.hp) == {"lam": "3.0"}
+    assert svhn.epochs == 30 and math.isclose(svhn.step_size, 1 / 255) and dict(svhn.hp) == {"lam": 3.0}
     assert math.isclose(svhn.eval_step_size, 2 / 255) and uiat.eval_step_size is None  # PGD-20 step 2/255 (§4.2)
-    assert dict(t1["CIFAR-10/ResNet-18/MART"].config.hp) == {"beta": "5.0"}
+    assert dict(t1["CIFAR-10/ResNet-18/MART"].config.hp) == {"beta": 5.0}
     helper, hat = t1["CIFAR-100/ResNet-18/helper"], t1["CIFAR-100/ResNet-18/HAT"]
     assert (helper.config.method, helper.config.epochs, helper.config.select) == ("natural", 50, "clean")
     assert dict(hat.config.hp) == {"helper": helper.config.run_id()} and hat.needs == (helper.config.run_id(),)
     uiat16 = _by_key("table3_uiat")["eps=16/255/UIAT"].config  # ε′ = α′ = 4/255 at every ε
     assert math.isclose(uiat16.eps, 16 / 255)
-    assert dict(uiat16.hp) == {"inv_eps_ratio": "0.25", "universal_step_ratio": "0.25", "instance_step_ratio": "0.125"}
+    assert dict(uiat16.hp) == {"inv_eps_ratio": 0.25, "universal_step_ratio": 0.25, "instance_step_ratio": 0.125}
     t5 = _by_key("table5_uiat")
     nfgsm = t5["eps=6/255/N-FGSM + UIAT"].config
     assert (nfgsm.method, nfgsm.model, nfgsm.epochs, nfgsm.schedule, nfgsm.lr, nfgsm.nesterov) == \
         ("nfgsm+uiat", "preact-resnet18", 30, "cyclic", 0.2, False)
-    assert math.isclose(nfgsm.eps, 6 / 255) and dict(nfgsm.hp)["uiat.inv_eps_ratio"] == str(4 / 6)
+    assert math.isclose(nfgsm.eps, 6 / 255) and dict(nfgsm.hp)["uiat.inv_eps_ratio"] == 4 / 6
     assert t5["eps=10/255/GradAlign"].config.lr == 0.3 and not t5["eps=10/255/GradAlign"].config.normalize
     ablation = _by_key("table6_uiat")
-    assert dict(ablation["1 (none)"].config.hp) == {"beta": "0.0", "momentum": "False", "universal": "False"}
-    assert dict(ablation["4 (UAG+IAM)"].config.hp) == {"beta": "0.0"}
+    assert dict(ablation["1 (none)"].config.hp) == {"beta": 0.0, "momentum": False, "universal": False}
+    assert dict(ablation["4 (UAG+IAM)"].config.hp) == {"beta": 0.0}
     assert _by_key("table2_uiat")["CIFAR-10/WRN-34/UIAT"].config.model == "wrn-34-10"
     assert _by_key("fig2_uiat")["SAT"].config.epochs == 200
 

@@ -112,7 +112,7 @@ def test_run_config_validates_the_norm_and_keeps_linf_run_ids():
     assert RunConfig(norm="l2", eps=EPS).overrides()["norm"] == "l2"
     with pytest.raises(ValueError, match="norm='l2' needs an explicit eps"):
         RunConfig(norm="l2")
-    with pytest.raises(ValueError, match="choose 'linf' or 'l2'"):
+    with pytest.raises(ValueError, match="norm='linf2' is not allowed; allowed: 'linf', 'l2'"):
         RunConfig(norm="linf2", eps=EPS)
     fmnist = DATASETS.get("fmnist")
     assert attack_budget(RunConfig(norm="l2", eps=EPS), fmnist) == (EPS, EPS / 4)

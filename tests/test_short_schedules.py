@@ -30,5 +30,5 @@ def test_one_epoch_run_trains_at_the_base_lr():
 
 
 def test_explicit_milestone_at_epoch_zero_is_refused():
-    with pytest.raises(ValueError, match=r"milestones=\[0, 3\]: each must be an epoch ≥ 1"):
+    with pytest.raises(ValueError, match=r"milestones=\(0, 3\) is not allowed; allowed: epochs ≥ 1"):
         RunConfig(epochs=4, milestones=(0, 3))
