@@ -11,7 +11,7 @@ from bench.cli_grid import add_grid_commands, add_runtime_flags, comma_list
 from bench.cli_verdict import add_verdict_commands
 from bench.config import RunConfig
 from bench.data.scenarios import ScenarioConfig
-from bench.eval_weights import add_weights_flags
+from bench.cli_eval import add_eval_command, add_final_evaluation_flags, final_evaluation, format_summary
 from bench.export_cli import add_export_command
 from bench.hparams import parse_pairs
 from bench.registry import UnknownNameError
@@ -22,6 +22,7 @@ EPILOG = """examples:
   python -m bench train --method pgd_at --dataset cifar10-jpeg --model preact-resnet18 --epochs 200 \\
       --milestones 100 150 --normalize --hp bn_mode=train
   python -m bench eval <run-id-prefix> --checkpoint best --attacks clean,pgd20,aa --aa-n 1000
+  python -m bench eval <run-id-prefix> --checkpoint last_ema --attacks pgd20 --eps 0.0627 --n 1000
   python -m bench status
   python -m bench run table1_bilaw --profile fast --dry-run
   python -m bench run table1_cfa --profile fast --substitute cifar10=cifar10-jpeg
@@ -87,13 +88,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     e.add_argument("--eval-step-size", type=float, default=None,
                    help="step of the evaluation attacks (default: the training attack's)")
     e.add_argument("--eval-n", type=int, default=d.eval_n, help="per-epoch evaluation on the first N test images (0: all)")
-    e.add_argument("--final-attacks", default=",".join(d.final_attacks), help="evaluations of best/last at the end")
-    e.add_argument("--aa-n", type=int, default=None, help="final AutoAttack on the first N test images (default all)")
-    e.add_argument("--select", default=d.select, help="per-epoch evaluation that picks the 'best' checkpoint")
-    e.add_argument("--select-score", default=d.select_score, choices=("acc", "acc+worst"),
-                   help="'best' maximises accuracy, or accuracy + worst-class accuracy (CFA's rule)")
-    e.add_argument("--select-after", type=float, default=d.select_after,
-                   help="only epochs after this fraction of training can be 'best' (CFA: 0.5)")
+    e.add_argument("--monitor-on", default=",".join(d.monitor_on),
+                   help="sets evaluated per epoch, which selection rules read (comma list): test, or a held-out "
+                        "split of --heldout (bilaw: val_stop, val_meta; cfa_val: val)")
     s = p.add_argument_group("data scenario (the papers' held-out, long-tail and label-noise settings; the counts "
                              "and noise applied go to scenario.json)")
     for field, flag, text in SCENARIO_FLAGS:
@@ -126,9 +123,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The run config; a method that needs a held-out split gets its default `--heldout` kind if none is given."""
     from methods import canonical_name, required_heldout
 
-    for flag, names in (("--eval-attacks", args.eval_attacks), ("--final-attacks", args.final_attacks),
-                        ("--select", args.select)):
-        _check_attacks(flag, comma_list(names))
+    _check_attacks("--eval-attacks", comma_list(args.eval_attacks))
     scenario = _scenario(args)
     if scenario.heldout is None and required_heldout(args.method) is not None:
         scenario = dataclasses.replace(scenario, heldout=required_heldout(args.method))
@@ -142,15 +137,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         attack_steps=args.attack_steps,
         seed=args.seed,
         eval_every=args.eval_every, eval_attacks=comma_list(args.eval_attacks), eval_n=args.eval_n or None,
-        final_attacks=comma_list(args.final_attacks), aa_n=args.aa_n, select=args.select,
-        select_score=args.select_score, select_after=args.select_after, fidelity=args.fidelity,
-        scenario=scenario, init_from=args.init_from,
+        fidelity=args.fidelity, scenario=scenario, init_from=args.init_from, monitor_on=comma_list(args.monitor_on),
     )
 
 
 def _check_attacks(flag: str, names: tuple[str, ...]) -> None:
-    """Unknown attack names, refused under the flag that gave them (before RunConfig compares --select with
-    --eval-attacks, which would blame the wrong flag)."""
+    """Unknown attack names, refused under the flag that gave them."""
     from bench.evaluate import EVAL_ATTACKS
 
     for name in names:
@@ -173,7 +165,7 @@ def validate(cfg: RunConfig) -> None:
     DATASETS.get(cfg.dataset)
     MODELS.get(cfg.model)
     SCHEDULES.get(cfg.schedule)
-    for name in cfg.eval_attacks + cfg.final_attacks:
+    for name in cfg.eval_attacks:
         EVAL_ATTACKS.get(name)
 
 
@@ -218,6 +210,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     validate(cfg)
+    evaluation, rule = final_evaluation(args)
+    rule.check(cfg.eval_attacks, cfg.monitor_on)
     runtime = Runtime(resolve_device(args.device), args.data_root)
     run = RunStore(args.runs_dir).run_dir(cfg)
     state = run.status()
@@ -225,44 +219,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"{run.path} is being trained by another process (fresh heartbeat); not starting it twice.")
         return 1
     print(f"run {run.path} ({'already done' if state == 'done' else 'new' if state == 'new' else f'resuming ({state})'})")
-    result = train_run(cfg, run, runtime)
-    print(format_result(result))
-    return 0
-
-
-def format_result(result: dict[str, Any]) -> str:
-    lines = [f"{result['run_id']}: {result['method']} on {result['dataset']} ({result['model']}, "
-             f"{result['epochs']} epochs, seed {result['seed']}, ε={result['eps']:.4g}); best = epoch "
-             f"{result['best']['epoch'] + 1} by: {result['best']['rule']}"]
-    for ckpt, ev in result["checkpoints"].items():
-        cells = [_attack_cell(a, ev["attacks"][a]) for a in result["attacks"]]
-        lines.append(f"  {ckpt:<6} " + " | ".join(cells))
-    return "\n".join(lines)
-
-
-def _attack_cell(name: str, ev: dict[str, Any]) -> str:
-    worst = ev["worst_class_acc"]
-    worst_text = "n/a" if worst is None else f"{100 * worst:.1f}% (class {ev['worst_class']})"
-    return f"{name} {100 * ev['acc']:.2f}% (worst {worst_text}, n={ev['n']})"
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    from bench.evaluate_run import evaluate_stored
-    from bench.store import RunStore
-    from bench.train import resolve_device
-
-    if args.weights is not None:
-        from bench.eval_weights import evaluate_weights
-
-        out = evaluate_weights(args)
-        print(f"{args.weights} [{args.arch}]  " + " | ".join(_attack_cell(a, v) for a, v in out["attacks"].items()))
-        return 0
-    if args.run is None:
-        raise ValueError("name a stored run, or give --weights FILE --arch NAME")
-    run = RunStore(args.runs_dir).open(args.run)
-    out = evaluate_stored(run, args.checkpoint, comma_list(args.attacks), args.aa_n, resolve_device(args.device),
-                          args.data_root)
-    print(f"{run.path.name} [{args.checkpoint}]  " + " | ".join(_attack_cell(a, v) for a, v in out["attacks"].items()))
+    print(format_summary(train_run(cfg, run, runtime, evaluation, rule)))
     return 0
 
 
@@ -330,17 +287,11 @@ def build_parser() -> argparse.ArgumentParser:
     tp = sub.add_parser("train", help="train one run (resumes it if it crashed, skips it if done)",
                         parents=[store], formatter_class=_HelpFormatter)
     _add_run_flags(tp)
+    add_final_evaluation_flags(tp)
     add_runtime_flags(tp)
     tp.set_defaults(func=cmd_train)
 
-    ep = sub.add_parser("eval", help="evaluate a stored run's checkpoint with chosen attacks", parents=[store])
-    ep.add_argument("run", nargs="?", help="run folder or run id (a unique prefix is enough)")
-    ep.add_argument("--checkpoint", choices=["best", "last"], default="best")
-    ep.add_argument("--attacks", default="clean,pgd20", help="comma list (see `list attacks`)")
-    ep.add_argument("--aa-n", type=int, default=None, help="AutoAttack on the first N test images")
-    add_runtime_flags(ep)
-    add_weights_flags(ep)
-    ep.set_defaults(func=cmd_eval)
+    add_eval_command(sub, store)
 
     sp = sub.add_parser("status", help="every stored run: done, running, failed, crashed or new (and cluster jobs: SLURM state, log)", parents=[store])
     sp.add_argument("--json", action="store_true", help="one JSON document: counts and every run's state, epochs, job")

@@ -45,22 +45,18 @@ class RunConfig:
     eval_every: int = 1  # epochs between evaluations on the first eval_n test images
     eval_attacks: tuple[str, ...] = ("clean", "pgd20")
     eval_n: int | None = 1000
-    final_attacks: tuple[str, ...] = ("clean", "pgd20", "aa")
-    aa_n: int | None = None  # AutoAttack on the first aa_n test images in the final evaluation
-    final_n: int | None = None  # the other final evaluations on the first final_n test images (None: all; smoke)
-    select: str = "pgd20"  # 'best' checkpoint = highest score under this per-epoch eval attack
-    select_score: Literal["acc", "acc+worst"] = "acc"  # CFA: overall + worst-class accuracy
-    select_after: float = 0.0  # only epochs after this fraction of training are candidates (CFA: 0.5)
     fidelity: Literal["paper", "code"] = "paper"
     scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
     init_from: str | None = None  # run id of a finished run in the same store: its last weights start this
     # run (a hot start to fine-tune); not its optimiser or method state
+    monitor_on: tuple[str, ...] = ("test",)  # sets evaluated every eval_every epochs, what selection rules read:
+    # "test" (the first eval_n test images) or a held-out split of the scenario (BiLAW's "val_stop", CFA's "val")
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be ≥ 1")
-        for name in ("train_limit", "eval_n", "aa_n", "final_n"):
+        for name in ("train_limit", "eval_n"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be ≥ 1, or None for the whole split")
         if self.eval_step_size is not None and not self.eval_step_size > 0:
@@ -76,12 +72,6 @@ class RunConfig:
             raise ValueError("norm='l2' needs an explicit eps (--eps): the datasets' default budgets are L∞ ones")
         if self.fidelity not in ("paper", "code"):
             raise ValueError(f"fidelity={self.fidelity!r}; choose 'paper' or 'code'")
-        if self.select_score not in ("acc", "acc+worst"):
-            raise ValueError(f"select_score={self.select_score!r}; choose 'acc' or 'acc+worst'")
-        if not 0 <= self.select_after < 1:
-            raise ValueError(f"select_after={self.select_after} must be a fraction of training in [0, 1)")
-        if self.select not in self.eval_attacks:
-            raise ValueError(f"select={self.select!r} must be one of eval_attacks {list(self.eval_attacks)}")
         if self.init_from is not None and not RUN_ID.fullmatch(self.init_from):
             raise ValueError(f"init_from={self.init_from!r} is not a run id (like "
                              "'trades_cifar10_preact-resnet18-b_s0-3fa1c2d9e0'; see `python -m bench status`)")
@@ -104,7 +94,7 @@ class RunConfig:
             values["scenario"] = ScenarioConfig(**values["scenario"])
         if "hp" in values:
             values["hp"] = tuple(sorted((str(k), str(v)) for k, v in _pairs(values["hp"])))
-        for name in ("milestones", "eval_attacks", "final_attacks"):
+        for name in ("milestones", "eval_attacks", "monitor_on"):
             if name in values:
                 values[name] = tuple(values[name])
         return cls(**values)

@@ -5,8 +5,9 @@
                     records.jsonl   one JSON line per finished epoch
                     environment.jsonl  commit, torch, device, precision, threads of each training attempt
                     last.pt         everything needed to resume (written atomically every epoch)
-                    best.pt         model weights of the selected epoch, with the selection rule
-                    result.json     final evaluation of the best and last checkpoints
+                    checkpoints/<series>-e<epoch>.pt  weights a selection rule could pick (bench.checkpoints)
+                    evals/<series>-e<epoch>/<attack>-<key>.json  one evaluation of one kept checkpoint under one
+                                    attack spec (bench.eval_store); tables read their cells from these
                     heartbeat       touched while a process trains the run
                     error.txt       traceback of the last failure (the run shows as failed until it is run again)
                     lease.json      who has taken the run on (bench/lease.py); jobs.jsonl: its cluster jobs
@@ -55,12 +56,12 @@ class RunDir:
         return self.path / "last.pt"
 
     @property
-    def best_ckpt(self) -> Path:
-        return self.path / "best.pt"
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
 
     @property
-    def result_file(self) -> Path:
-        return self.path / "result.json"
+    def evals_dir(self) -> Path:
+        return self.path / "evals"
 
     @property
     def done_file(self) -> Path:
@@ -76,9 +77,6 @@ class RunDir:
 
     def config(self) -> RunConfig:
         return RunConfig.from_dict(json.loads(self.config_file.read_text())["config"])
-
-    def result(self) -> dict[str, Any]:
-        return json.loads(self.result_file.read_text())
 
     # -- records -----------------------------------------------------------------------------
     def records(self) -> list[dict[str, Any]]:
