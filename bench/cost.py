@@ -6,11 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.config import RunConfig
+from bench.eval_store import Evaluation
+
+DEFAULT_EVALUATION = Evaluation()
 
 TRAIN_SIZE = {"cifar10": 50_000, "cifar10-jpeg": 50_000, "cifar100": 50_000, "svhn": 73_257, "mnist": 60_000,
               "fmnist": 60_000, "tinyimagenet": 100_000}
@@ -55,19 +59,25 @@ def forward_flops(model: str, dataset: str) -> float:
     return float(counter.get_total_flops())
 
 
-def run_cost(cfg: RunConfig, flops_per_image: float) -> Cost:
+def run_cost(cfg: RunConfig, flops_per_image: float, evaluation: Any = DEFAULT_EVALUATION) -> Cost:
     """Training (attack steps + the update, times the method's measured step factor), per-epoch evaluation
-    and the final evaluation of two checkpoints."""
+    on each monitored set and the table's evaluation (bench.eval_store.Evaluation) of its checkpoints (None:
+    none)."""
     images = min(cfg.train_limit or TRAIN_SIZE[cfg.dataset], TRAIN_SIZE[cfg.dataset])
     test = TEST_SIZE.get(cfg.dataset, 10_000)
     factor = METHOD_FACTOR.get(cfg.method.split("+")[0], 1.0)
     step = 3 * flops_per_image  # forward + backward
     train = cfg.epochs * images * (cfg.attack_steps + 1) * factor
     per_epoch_eval = (cfg.epochs // cfg.eval_every) * (cfg.eval_n or test) * 21 * len(cfg.eval_attacks) / 2
-    final = 2 * (test * 21 * sum(a != "aa" for a in cfg.final_attacks)
-                 + ("aa" in cfg.final_attacks) * (cfg.aa_n or test) * AA_PASSES)
+    per_epoch_eval *= len(cfg.monitor_on)  # held-out splits are about as large as eval_n (1000 images)
+    final = 0.0 if evaluation is None else len(evaluation.checkpoints) * (
+        (evaluation.n or test) * 21 * sum(a != "aa" for a in evaluation.attacks)
+        + ("aa" in evaluation.attacks) * (evaluation.aa_n or evaluation.n or test) * AA_PASSES)
     return Cost(step * (train + per_epoch_eval + final))
 
 
-def plan_cost(configs: list[RunConfig]) -> Cost:
-    return sum((run_cost(cfg, forward_flops(cfg.model, cfg.dataset)) for cfg in configs), Cost(0.0))
+def plan_cost(configs: list[RunConfig], evaluations: list[Any] | None = None) -> Cost:
+    """The cost of training `configs` and evaluating each with its evaluation (default: the bench's)."""
+    evaluations = [DEFAULT_EVALUATION] * len(configs) if evaluations is None else evaluations
+    return sum((run_cost(cfg, forward_flops(cfg.model, cfg.dataset), ev) for cfg, ev in zip(configs, evaluations)),
+               Cost(0.0))

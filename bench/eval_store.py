@@ -248,6 +248,11 @@ class EvaluatedRun:
                 "checkpoints": {name: self.checkpoint(name) for name in names}}
 
 
+def stored(run: RunDir) -> list[dict[str, Any]]:
+    """Every evaluation artifact of a run, in path order."""
+    return [json.loads(p.read_text()) for p in sorted(run.evals_dir.glob("*/*.json"))] if run.evals_dir.is_dir() else []
+
+
 def run_evaluation(run: RunDir, evaluation: Evaluation, rule: Rule, rt: Runtime) -> dict[str, Any]:
     """Compute every missing evaluation of a finished run (rounds: a rule's candidates first), then summarise."""
     for _ in range(3):  # rerank evaluations, then the chosen checkpoints'
