@@ -206,7 +206,8 @@ def _dataset_line(info: Any) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from bench.store import RunStore
-    from bench.train import Runtime, resolve_device, train_run
+    from bench.train import train_run
+    from bench.training.assemble import Runtime, resolve_device
 
     cfg = config_from_args(args)
     validate(cfg)

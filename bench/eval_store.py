@@ -58,8 +58,10 @@ class Evaluation:
             value = getattr(self, field)
             if value is not None and value < 1:
                 raise ValueError(f"evaluation {field}={value} must be ≥ 1, or None for the whole test set")
-        if self.eps is not None and not 0 < self.eps < 1:
-            raise ValueError(f"evaluation eps={self.eps} must be in (0, 1) (pixel units)")
+        if self.eps is not None and not (0 < self.eps < float("inf")):
+            raise ValueError(f"evaluation eps={self.eps} must be a finite budget > 0 (pixel units)")
+        if self.eps is not None and self.norm == "linf" and self.eps >= 1:
+            raise ValueError(f"evaluation eps={self.eps} must be < 1 in the L∞ ball (pixel units in [0, 1])")
         if self.norm not in (None, "linf", "l2"):
             raise ValueError(f"evaluation norm={self.norm!r}; choose linf or l2")
 
@@ -147,7 +149,7 @@ def checkpoint_names(evaluation: Evaluation, records: list[dict[str, Any]]) -> l
     """The declared checkpoint names and their averaged-series twins (best → best_ema, ...)."""
     averaged = [s for s in series_of(records) if s]
     return [*evaluation.checkpoints, *(f"{name}_{s}" for name in evaluation.checkpoints
-                                       if "@" not in name for s in averaged)]
+                                       if name in CHECKPOINT_KINDS for s in averaged)]
 
 
 class EvaluatedRun:

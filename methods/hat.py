@@ -5,8 +5,8 @@ neither projected nor clipped to [0,1]; their labels come from a frozen, natural
 evaluated on x_adv (not on x_hr), so the model learns to stop at g's decision boundary instead of pushing its
 margin past it:  L = CE(f(x), y) + β·KL_batchmean(p(x) ‖ p(x_adv)) + γ·CE(f(x_hr), argmax g(x_adv)).
 
-The helper is loaded from `helper` (a bench run folder — its kept checkpoint of best clean test accuracy — or a .pt file holding
-{"model": state_dict} or a bare state_dict). It is not part of the method's state: the run config records its
+The helper is loaded from `helper` (a bench run folder — its kept checkpoint of best clean test accuracy — or a
+.pt file holding {"model": state_dict} or a bare state_dict). It is not part of the method's state: the run config records its
 path. Defaults are HAT's CIFAR-10 ResNet-18 values; UIAT reruns HAT with them under its own schedule [AMBIG].
 HAT's loss has no epoch schedule (its code's learning rate steps per batch: `--schedule onecycle` here).
 Not registered: the code's AT-based variant (core/utils/hat.py `at_hat_loss`: CE(x) + β·CE(x_adv) + γ·helper CE on
