@@ -4,7 +4,8 @@ same files the tables read, reused when the same evaluation is asked again."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 from bench.cli_grid import add_runtime_flags, comma_list
 
@@ -68,9 +69,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     run = RunStore(args.runs_dir).open(args.run)
     if run.status() != "done":
         raise ValueError(f"run {run.path.name} is {run.status()}: evaluate it once it has finished training")
-    evaluation = Evaluation(comma_list(args.attacks), n=args.n, aa_n=args.aa_n, checkpoints=(args.checkpoint,),
-                            eps=args.eps, norm=args.norm)
-    summary = run_evaluation(run, evaluation, parse_rule(args.rule), Runtime(resolve_device(args.device), args.data_root))
+    with _flag("--attacks/--eps/--norm/--n"):
+        evaluation = Evaluation(comma_list(args.attacks), n=args.n, aa_n=args.aa_n, checkpoints=(args.checkpoint,),
+                                eps=args.eps, norm=args.norm)
+    with _flag("--rule"):
+        rule = parse_rule(args.rule)
+    summary = run_evaluation(run, evaluation, rule, Runtime(resolve_device(args.device), args.data_root))
     print(format_summary(summary))
     return 0
 
@@ -89,4 +93,16 @@ def final_evaluation(args: argparse.Namespace) -> tuple[Any, Any]:
     from bench.eval_store import Evaluation
     from bench.selection import parse_rule
 
-    return Evaluation(comma_list(args.final_attacks), n=args.final_n, aa_n=args.aa_n), parse_rule(args.rule)
+    with _flag("--final-attacks"):
+        evaluation = Evaluation(comma_list(args.final_attacks), n=args.final_n, aa_n=args.aa_n)
+    with _flag("--rule"):
+        return evaluation, parse_rule(args.rule)
+
+
+@contextlib.contextmanager
+def _flag(flag: str) -> Iterator[None]:
+    """Name the flag in a refusal of its value."""
+    try:
+        yield
+    except ValueError as err:
+        raise ValueError(f"{flag}: {err}") from None
