@@ -201,13 +201,13 @@ class CFASelect(Rule):
         best, out = 0.0, set()  # the code's running threshold starts at 0
         for r in records:
             e = r["epoch"]
-            if e < self.after * epochs:
-                continue
-            ev = monitored(r, self.on, series)
+            ev = monitored(r, self.on, series) if e >= self.after * epochs else None
             s = score(ev["attacks"][self.attack], self.score) if ev and self.attack in ev["attacks"] else None
-            if (s is not None and s >= best - self.margin) or e >= epochs - self.last:
+            if s is not None and s >= best - self.margin:
                 out.add(e)
-                best = max(best, s if s is not None else best)
+                best = max(best, s)
+            if e >= epochs - self.last:  # the last epochs, also when a short schedule puts them in the first half
+                out.add(e)
         return out
 
     def choose(self, records, epochs, series="", rerank=None):
