@@ -39,14 +39,16 @@ def write_config(cfg: RunConfig, run: RunDir, parts: Parts, rt: Runtime) -> None
     atomic.write_json(run.path / "scenario.json", parts.scenario.record)
 
 
-def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime(), evaluation: Evaluation | None = Evaluation(),
+def train_run(cfg: RunConfig, run: RunDir, rt: Runtime = Runtime(), evaluation: Evaluation | None = None,
               selection: Rule = DEFAULT_SELECTION) -> dict[str, Any] | None:
     """Train (or resume) the run in `run`, mark it done, then compute the missing evaluations of `evaluation`
-    with `selection` naming `best`; returns their summary (None when `evaluation` is None: training only)."""
+    (what a table or `bench train` declares) with `selection` naming `best`; returns their summary, or None
+    without an evaluation (training only)."""
+    if evaluation is not None:
+        selection.check(cfg.eval_attacks, cfg.monitor_on)
     if run.status() != "done":
         check_heldout(cfg)
         check_norm(cfg.method, cfg.norm)  # before any data is loaded or any folder is made
-        selection.check(cfg.eval_attacks, cfg.monitor_on)
         parts = assemble(cfg, run, rt, seed_everything)
         run.path.mkdir(parents=True, exist_ok=True)
         write_config(cfg, run, parts, rt)
