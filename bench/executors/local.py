@@ -28,8 +28,8 @@ class LocalExecutor:
             if not lease.acquire("local", LOCAL_LEASE_HOURS):
                 say(f"{head}: skipped, taken on by {lease.read()}")
                 continue
-            doing = "evaluating" if run_dir.status() == "done" else f"training ({run.config.epochs} epochs)"
-            say(f"{head}: {doing} {run_dir.path.name}")
+            doing = "evaluating {}" if run_dir.status() == "done" else f"training {{}} ({run.config.epochs} epochs)"
+            say(f"{head}: {doing.format(run_dir.path.name)}")
             began = time.monotonic()
             try:
                 summary = train_run(run.config, run_dir, self.runtime, run.evaluation, run.selection)
