@@ -59,10 +59,11 @@ def forward_flops(model: str, dataset: str) -> float:
     return float(counter.get_total_flops())
 
 
-def run_cost(cfg: RunConfig, flops_per_image: float, evaluation: Any = DEFAULT_EVALUATION) -> Cost:
+def run_cost(cfg: RunConfig, flops_per_image: float, evaluation: Any = DEFAULT_EVALUATION,
+             trained: bool = False) -> Cost:
     """Training (attack steps + the update, times the method's measured step factor), per-epoch evaluation
     on each monitored set and the table's evaluation (bench.eval_store.Evaluation) of its checkpoints (None:
-    none)."""
+    none); a run already `trained` costs its evaluation only (an upper bound: stored evaluations are reused)."""
     images = min(cfg.train_limit or TRAIN_SIZE[cfg.dataset], TRAIN_SIZE[cfg.dataset])
     test = TEST_SIZE.get(cfg.dataset, 10_000)
     factor = METHOD_FACTOR.get(cfg.method.split("+")[0], 1.0)
@@ -73,11 +74,14 @@ def run_cost(cfg: RunConfig, flops_per_image: float, evaluation: Any = DEFAULT_E
     final = 0.0 if evaluation is None else len(evaluation.checkpoints) * (
         (evaluation.n or test) * 21 * sum(a != "aa" for a in evaluation.attacks)
         + ("aa" in evaluation.attacks) * (evaluation.aa_n or evaluation.n or test) * AA_PASSES)
-    return Cost(step * (train + per_epoch_eval + final))
+    return Cost(step * (final if trained else train + per_epoch_eval + final))
 
 
-def plan_cost(configs: list[RunConfig], evaluations: list[Any] | None = None) -> Cost:
-    """The cost of training `configs` and evaluating each with its evaluation (default: the bench's)."""
+def plan_cost(configs: list[RunConfig], evaluations: list[Any] | None = None,
+              trained: list[bool] | None = None) -> Cost:
+    """The cost of training `configs` (unless `trained`) and evaluating each with its evaluation (default: the
+    bench's)."""
     evaluations = [DEFAULT_EVALUATION] * len(configs) if evaluations is None else evaluations
-    return sum((run_cost(cfg, forward_flops(cfg.model, cfg.dataset), ev) for cfg, ev in zip(configs, evaluations)),
-               Cost(0.0))
+    trained = [False] * len(configs) if trained is None else trained
+    return sum((run_cost(cfg, forward_flops(cfg.model, cfg.dataset), ev, done)
+                for cfg, ev, done in zip(configs, evaluations, trained)), Cost(0.0))

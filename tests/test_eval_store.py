@@ -8,6 +8,7 @@ import pytest
 import bench.eval_store as eval_store
 from bench.cli import main
 from bench.config import RunConfig
+from bench.cost import forward_flops, run_cost
 from bench.eval_store import EvalKey, EvaluatedRun, Evaluation, attack_spec, run_evaluation
 from bench.executors import LocalExecutor
 from bench.experiments.base import Cell, PlannedRun
@@ -88,6 +89,9 @@ def test_a_table_plans_an_evaluation_job_for_a_finished_run_and_reads_the_cell(f
     store, run = finished
     planned = [PlannedRun("AT", CFG, evaluation=Evaluation(("clean", "pgd20"), n=64), selection=Best())]
     assert missing(planned, store) == planned and states(planned, store)[run.path.name] == "to evaluate"
+    flops = forward_flops(CFG.model, CFG.dataset)
+    evaluating, training = (run_cost(CFG, flops, planned[0].evaluation, trained) for trained in (True, False))
+    assert 0 < evaluating.flops < training.flops  # an evaluation job is not priced as a retraining
     view = EvaluatedRun(run, planned[0].evaluation, planned[0].selection)
     assert STATS.get("acc")(view, Cell("r", "c", "AT", "best_ema", "pgd20")) is None  # not evaluated yet
     weights = _weights(run)
