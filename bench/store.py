@@ -30,6 +30,7 @@ from typing import Any, Iterator
 from bench import atomic
 from bench.config import RunConfig
 
+EVALUATION_FIELDS = ("final_attacks", "aa_n", "final_n", "select", "select_score", "select_after")
 HEARTBEAT_SECONDS = 30.0
 STALE_AFTER_SECONDS = 4 * HEARTBEAT_SECONDS
 
@@ -76,7 +77,10 @@ class RunDir:
         return self.path / "error.txt"
 
     def config(self) -> RunConfig:
-        return RunConfig.from_dict(json.loads(self.config_file.read_text())["config"])
+        """The run's config; fields that left RunConfig when evaluation and selection became data of their own
+        (EVALUATION_FIELDS) are dropped, so runs trained before still show in `status` and can be evaluated."""
+        saved = json.loads(self.config_file.read_text())["config"]
+        return RunConfig.from_dict({k: v for k, v in saved.items() if k not in EVALUATION_FIELDS})
 
     # -- records -----------------------------------------------------------------------------
     def records(self) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 or retraining, a second request reuses the file, a killed evaluation resumes per attack, and tables plan
 evaluation jobs for finished runs."""
 import hashlib
+import json
 
 import pytest
 
@@ -119,3 +120,13 @@ def test_bench_eval_takes_any_kept_checkpoint_budget_and_subset(finished, capsys
     assert "checkpoint 'worst': use best, last, best_<series>" in capsys.readouterr().err
     assert main([*runs, "eval", run.path.name, "--checkpoint", "model@e7", "--device", "cpu"]) == 2
     assert "checkpoint model@e7 is not kept" in capsys.readouterr().err
+
+
+def test_a_run_trained_before_evaluation_left_the_config_still_reads(finished, capsys):
+    store, run = finished
+    saved = json.loads(run.config_file.read_text())
+    saved["config"].update(final_attacks=["clean", "aa"], aa_n=1000, final_n=None, select="pgd20",
+                           select_score="acc", select_after=0.0)
+    run.config_file.write_text(json.dumps(saved))
+    assert run.config() == CFG
+    assert main(["--runs-dir", str(store.root), "status"]) == 0 and "1 done" in capsys.readouterr().out
