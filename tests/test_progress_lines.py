@@ -35,3 +35,14 @@ def test_local_executor_prints_a_line_as_each_run_starts_and_ends(tmp_path, caps
     assert re.search(r"\[run 2/2\] b: done in 0:\d\d:\d\d; best checkpoint \(epoch 1\): clean \d+\.\d%", err)
     assert LocalExecutor(Runtime()).run(plan[:1], RunStore(tmp_path)) == 0  # done: its evaluation is reused
     assert re.search(r"\[run 1/1\] a: evaluating natural_fmnist_tiny-cnn_s0-\w+\n", capsys.readouterr().err)
+
+
+def test_epoch_lines_show_the_held_out_sets_training_monitors(tmp_path, capsys):
+    from bench.data.scenarios import ScenarioConfig
+
+    cfg = RunConfig(**{**TINY, "epochs": 1, "eval_attacks": ("clean",), "monitor_on": ("val",)},
+                    scenario=ScenarioConfig(heldout="cfa_val"))
+    train_run(cfg, RunStore(tmp_path).run_dir(cfg))
+    line = next(line for line in capsys.readouterr().err.splitlines() if " epoch 1/1" in line)
+    assert re.search(r"clean on val \d+\.\d% \(worst class \d+\.\d%\)", line)
+    assert not re.search(r", clean \d", line)  # the test set is not monitored
