@@ -10,11 +10,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from bench.cli_grid import add_grid_commands, add_runtime_flags, comma_list
+from bench.cli_grid import add_grid_commands, add_runtime_flags
 from bench.cli_verdict import add_verdict_commands
 from bench.config import RunConfig
 from bench.data.scenarios import ScenarioConfig
-from bench.eval_weights import add_weights_flags
+from bench.cli_eval import add_eval_command, add_final_evaluation_flags, final_evaluation, format_summary
 from bench.export_cli import add_export_command
 from bench.hparams import parse_pairs
 from bench.registry import UnknownNameError
@@ -25,6 +25,7 @@ EPILOG = """examples:
   python -m bench train --method pgd_at --dataset cifar10-jpeg --model preact-resnet18 --epochs 200 \\
       --milestones 100 150 --normalize --hp bn_mode=train
   python -m bench eval <run-id-prefix> --checkpoint best --attacks clean,pgd20,aa --aa-n 1000
+  python -m bench eval <run-id-prefix> --checkpoint last_ema --attacks pgd20 --eps 0.0627 --n 1000
   python -m bench status
   python -m bench run table1_bilaw --profile fast --dry-run
   python -m bench run table1_cfa --profile fast --substitute cifar10=cifar10-jpeg
@@ -147,7 +148,7 @@ def validate(cfg: RunConfig) -> None:
     DATASETS.get(cfg.dataset)
     MODELS.get(cfg.model)
     SCHEDULES.get(cfg.schedule)
-    for name in cfg.eval_attacks + cfg.final_attacks:
+    for name in cfg.eval_attacks:
         EVAL_ATTACKS.get(name)
 
 
@@ -193,10 +194,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from bench.lease import RunLease
     from bench.run_state import run_state
     from bench.store import RunStore
-    from bench.train import Runtime, resolve_device, train_run
+    from bench.train import train_run
+    from bench.training.assemble import Runtime, resolve_device
 
     cfg = config_from_args(args)
     validate(cfg)
+    evaluation, rule = final_evaluation(args)
+    rule.check(cfg.eval_attacks, cfg.monitor_on)
     runtime = Runtime(resolve_device(args.device), args.data_root)
     store = RunStore(args.runs_dir)
     check_store_root(store.root)
@@ -212,12 +216,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         state = run_state(run).status
         print(f"run {run.path} ({'already done' if state == 'done' else 'new' if state == 'new' else f'resuming ({state})'})")
-        result = train_run(cfg, run, runtime)
+        summary = train_run(cfg, run, runtime, evaluation, rule)
     finally:
         lease.release()
         if made and not any(run.path.iterdir()):  # refused before anything was written: leave no empty folder
             run.path.rmdir()
-    print(format_result(result))
+    print(format_summary(summary))
     return 0
 
 
@@ -241,42 +245,6 @@ def check_train_limit(cfg: RunConfig, data_root: str | None) -> None:
     if cfg.train_limit > size:
         raise ValueError(f"--train-limit: train_limit={cfg.train_limit} is not allowed; allowed: 1..{size}, the "
                          f"images of the {cfg.dataset} training set of this scenario")
-
-
-def format_result(result: dict[str, Any]) -> str:
-    lines = [f"{result['run_id']}: {result['method']} on {result['dataset']} ({result['model']}, "
-             f"{result['epochs']} epochs, seed {result['seed']}, ε={result['eps']:.4g}); best = epoch "
-             f"{result['best']['epoch'] + 1} by: {result['best']['rule']}"]
-    for ckpt, ev in result["checkpoints"].items():
-        cells = [_attack_cell(a, ev["attacks"][a]) for a in result["attacks"]]
-        lines.append(f"  {ckpt:<6} " + " | ".join(cells))
-    return "\n".join(lines)
-
-
-def _attack_cell(name: str, ev: dict[str, Any]) -> str:
-    worst = ev["worst_class_acc"]
-    worst_text = "n/a" if worst is None else f"{100 * worst:.1f}% (class {ev['worst_class']})"
-    return f"{name} {100 * ev['acc']:.2f}% (worst {worst_text}, n={ev['n']})"
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    from bench.evaluate_run import evaluate_stored
-    from bench.store import RunStore
-    from bench.train import resolve_device
-
-    if args.weights is not None:
-        from bench.eval_weights import evaluate_weights
-
-        out = evaluate_weights(args)
-        print(f"{args.weights} [{args.arch}]  " + " | ".join(_attack_cell(a, v) for a, v in out["attacks"].items()))
-        return 0
-    if args.run is None:
-        raise ValueError("name a stored run, or give --weights FILE --arch NAME")
-    run = RunStore(args.runs_dir).open(args.run)
-    out = evaluate_stored(run, args.checkpoint, comma_list(args.attacks), args.aa_n, resolve_device(args.device),
-                          args.data_root)
-    print(f"{run.path.name} [{args.checkpoint}]  " + " | ".join(_attack_cell(a, v) for a, v in out["attacks"].items()))
-    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -330,17 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     tp = sub.add_parser("train", help="train one run (resumes it if it crashed, skips it if done)",
                         parents=[store], formatter_class=_HelpFormatter)
     _add_run_flags(tp)
+    add_final_evaluation_flags(tp)
     add_runtime_flags(tp)
     tp.set_defaults(func=cmd_train)
 
-    ep = sub.add_parser("eval", help="evaluate a stored run's checkpoint with chosen attacks", parents=[store])
-    ep.add_argument("run", nargs="?", help="run folder or run id (a unique prefix is enough)")
-    ep.add_argument("--checkpoint", choices=["best", "last"], default="best")
-    ep.add_argument("--attacks", default="clean,pgd20", help="comma list (see `list attacks`)")
-    ep.add_argument("--aa-n", type=int, default=None, help="AutoAttack on the first N test images")
-    add_runtime_flags(ep)
-    add_weights_flags(ep)
-    ep.set_defaults(func=cmd_eval)
+    add_eval_command(sub, store)
 
     sp = sub.add_parser("status", help="every stored run: done, running, queued, submitted, damaged, failed, crashed or new (and cluster jobs: SLURM state, log)", parents=[store])
     sp.add_argument("--json", action="store_true", help="one JSON document: counts and every run's state, epochs, job")

@@ -117,7 +117,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"  {state:<13} {run.key:<48} {where}")
         for dataset, message in absent.items():
             print(f"data absent: {message}")
-        todo_cost, all_cost = (plan_cost([run.config for run in runs if run.config is not None]) for runs in (todo, planned))
+        runnable = [[run for run in runs if run.config is not None] for runs in (todo, planned)]
+        todo_cost, all_cost = (plan_cost([run.config for run in runs], [run.evaluation for run in runs],
+                                         [store.run_dir(run.config).status() == "done" and done_ok for run in runs])
+                               for runs, done_ok in zip(runnable, (True, False)))
         print(f"estimated cost (bench/cost.py, ±2×): to run {todo_cost.gpu_hours:.2g} H100-hours "
               f"(≈{todo_cost.cpu_hours:.2g} h on {CPU_CORES} CPU cores); all {len(planned)} selected runs "
               f"{all_cost.gpu_hours:.2g} H100-hours (≈{all_cost.cpu_hours:.2g} h on {CPU_CORES} CPU cores)")
@@ -139,7 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _executor(args: argparse.Namespace):
     from bench.executors import LocalExecutor, SubmititExecutor
     from bench.executors.cluster import ClusterProfile, load_cluster
-    from bench.train import Runtime, resolve_device
+    from bench.training.assemble import Runtime, resolve_device
 
     if args.executor == "local" and args.cluster:
         raise ValueError(f"--cluster {args.cluster} applies to --executor slurm (or debug); the local executor "

@@ -64,19 +64,15 @@ class RunConfig:
     eval_every: int = _f(1, "epochs between per-epoch evaluations on the first eval_n test images")
     eval_attacks: tuple[str, ...] = _f(("clean", "pgd20"), "per-epoch evaluations (comma list; see `list attacks`)")
     eval_n: int | None = _f(1000, "per-epoch evaluation on the first N test images (none: all)")
-    final_attacks: tuple[str, ...] = _f(("clean", "pgd20", "aa"), "evaluations of best/last at the end (comma list)")
-    aa_n: int | None = _f(None, "final AutoAttack on the first N test images (default: all)")
-    final_n: int | None = _f(None, "the other final evaluations on the first N test images (default: all)")
-    select: str = _f("pgd20", "per-epoch evaluation that picks the 'best' checkpoint")
-    select_score: Literal["acc", "acc+worst"] = _f(
-        "acc", "'best' maximises accuracy, or accuracy + worst-class accuracy (CFA's rule)")
-    select_after: float = _f(0.0, "only epochs after this fraction of training can be 'best' (CFA: 0.5)")
     fidelity: Literal["paper", "code"] = _f(
         "paper", "follow the paper text, or reproduce the official code's documented quirks where they differ "
                  "(CAAT's code: meta step every 50 batches, ε ×1.25, frozen BN; see the method's docstring)")
     scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
     init_from: str | None = _f(None, "run id of a finished run in the same store: its last weights start this run "
                                      "(a hot start to fine-tune); not its optimiser or method state", metavar="RUN_ID")
+    monitor_on: tuple[str, ...] = _f(
+        ("test",), "sets evaluated every eval_every epochs, which selection rules read: 'test' (the first eval_n "
+                   "test images) or a held-out split of the scenario (BiLAW's val_stop, CFA's val)")
 
     def __post_init__(self) -> None:
         from methods import canonical_hparams, canonical_name
@@ -102,7 +98,7 @@ class RunConfig:
 
         for name in ("epochs", "batch_size", "eval_every"):
             need(name, getattr(self, name) >= 1, "an integer ≥ 1")
-        for name in ("train_limit", "eval_n", "aa_n", "final_n"):
+        for name in ("train_limit", "eval_n"):
             need(name, getattr(self, name) is None or getattr(self, name) >= 1, "an integer ≥ 1, or None for the "
                  "whole split")
         need("lr", self.lr >= 0, "a finite number ≥ 0 (0 keeps the initial weights: a control run)")
@@ -122,26 +118,21 @@ class RunConfig:
         for name in ("step_size", "eval_step_size"):
             need(name, getattr(self, name) is None or getattr(self, name) > 0, "a number > 0, or None for the "
                  "default step")
-        need("final_attacks", len(self.final_attacks) > 0, "a non-empty comma list of attacks (see `list attacks`)")
         self._check_attack_names()
-        need("select_after", 0 <= self.select_after < 1, "a fraction of training in [0, 1)")
-        need("select", self.select in self.eval_attacks, f"one of eval_attacks {list(self.eval_attacks)}")
         if self.init_from is not None and not RUN_ID.fullmatch(self.init_from):
             raise ValueError(f"init_from={self.init_from!r} is not a run id (like "
                              "'trades_cifar10_preact-resnet18-b_s0-3fa1c2d9e0'; see `python -m bench status`)")
 
     def _check_attack_names(self) -> None:
-        """Unknown attack names, refused under the field that gave them (before `select` is compared with
-        eval_attacks, which would blame the wrong field)."""
+        """Unknown per-epoch attack names, refused under the field that gave them."""
         from bench.evaluate import EVAL_ATTACKS
         from bench.registry import UnknownNameError
 
-        for name in ("eval_attacks", "final_attacks"):
-            for attack in getattr(self, name):
-                try:
-                    EVAL_ATTACKS.get(attack)
-                except UnknownNameError as err:
-                    raise ValueError(f"{name}: {err}") from None
+        for attack in self.eval_attacks:
+            try:
+                EVAL_ATTACKS.get(attack)
+            except UnknownNameError as err:
+                raise ValueError(f"eval_attacks: {err}") from None
 
     def _max_eps(self) -> float:
         """1 for L∞ (inputs lie in [0, 1]); for ℓ2 the diameter √(C·H·W) of the dataset's image cube."""

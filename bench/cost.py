@@ -16,11 +16,15 @@ import statistics
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.config import RunConfig
+from bench.eval_store import Evaluation
+
+DEFAULT_EVALUATION = Evaluation()
 
 TRAIN_SIZE = {"cifar10": 50_000, "cifar10-jpeg": 50_000, "cifar100": 50_000, "svhn": 73_257, "mnist": 60_000,
               "fmnist": 60_000, "tinyimagenet": 100_000}
@@ -123,19 +127,29 @@ def forward_flops(model: str, dataset: str) -> float:
     return float(counter.get_total_flops())
 
 
-def run_cost(cfg: RunConfig, flops_per_image: float) -> Cost:
-    """Training (attack steps + the update, times the method's factor), per-epoch evaluation and the final
-    evaluation of two checkpoints."""
+def run_cost(cfg: RunConfig, flops_per_image: float, evaluation: Any = DEFAULT_EVALUATION,
+             trained: bool = False) -> Cost:
+    """Training (attack steps + the update, times the method's measured step factor), per-epoch evaluation
+    on each monitored set and the table's evaluation (bench.eval_store.Evaluation) of its checkpoints (None:
+    none); a run already `trained` costs its evaluation only (an upper bound: stored evaluations are reused)."""
     images = min(cfg.train_limit or TRAIN_SIZE[cfg.dataset], TRAIN_SIZE[cfg.dataset])
     test = TEST_SIZE.get(cfg.dataset, 10_000)
     factor = method_factor(cfg).value
     step = 3 * flops_per_image  # forward + backward
     train = cfg.epochs * images * (cfg.attack_steps + 1) * factor
     per_epoch_eval = (cfg.epochs // cfg.eval_every) * (cfg.eval_n or test) * 21 * len(cfg.eval_attacks) / 2
-    final = 2 * (test * 21 * sum(a != "aa" for a in cfg.final_attacks)
-                 + ("aa" in cfg.final_attacks) * (cfg.aa_n or test) * AA_PASSES)
-    return Cost(step * (train + per_epoch_eval + final))
+    per_epoch_eval *= len(cfg.monitor_on)  # held-out splits are about as large as eval_n (1000 images)
+    final = 0.0 if evaluation is None else len(evaluation.checkpoints) * (
+        (evaluation.n or test) * 21 * sum(a != "aa" for a in evaluation.attacks)
+        + ("aa" in evaluation.attacks) * (evaluation.aa_n or evaluation.n or test) * AA_PASSES)
+    return Cost(step * (final if trained else train + per_epoch_eval + final))
 
 
-def plan_cost(configs: list[RunConfig]) -> Cost:
-    return sum((run_cost(cfg, forward_flops(cfg.model, cfg.dataset)) for cfg in configs), Cost(0.0))
+def plan_cost(configs: list[RunConfig], evaluations: list[Any] | None = None,
+              trained: list[bool] | None = None) -> Cost:
+    """The cost of training `configs` (unless `trained`) and evaluating each with its evaluation (default: the
+    bench's)."""
+    evaluations = [DEFAULT_EVALUATION] * len(configs) if evaluations is None else evaluations
+    trained = [False] * len(configs) if trained is None else trained
+    return sum((run_cost(cfg, forward_flops(cfg.model, cfg.dataset), ev, done)
+                for cfg, ev, done in zip(configs, evaluations, trained)), Cost(0.0))

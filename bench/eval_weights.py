@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import torch
 
 
 def add_weights_flags(p: argparse.ArgumentParser) -> None:
@@ -15,9 +16,6 @@ def add_weights_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weights", default=None, metavar="FILE", help="state_dict file in RobustBench's keys")
     g.add_argument("--arch", default=None, help=f"RobustBench architecture: {', '.join(RB_ARCHS)}")
     g.add_argument("--dataset", default="cifar10", help="test set (3×32×32; default cifar10)")
-    g.add_argument("--norm", choices=["linf", "l2"], default="linf", help="threat model (l2 needs --eps)")
-    g.add_argument("--eps", type=float, default=None, help="budget in pixel units (default: the dataset's L∞ one)")
-    g.add_argument("--n", type=int, default=None, help="evaluate on the first N test images (default all)")
     g.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts")
 
 
@@ -26,14 +24,18 @@ def evaluate_weights(args: argparse.Namespace) -> dict[str, Any]:
     from bench.config import RunConfig
     from bench.data import DATASETS, load_dataset
     from bench.robustbench_interop import load_robustbench
-    from bench.train import Runtime, attack_budget, evaluate_model, resolve_device
+    from bench.evaluate import EvalConfig, attack_specs, evaluate
+    from bench.training.assemble import Runtime, attack_budget, resolve_device
 
     if args.arch is None:
         raise ValueError("--weights needs --arch, the RobustBench architecture the file holds")
     info = DATASETS.get(args.dataset)
-    eps, step = attack_budget(RunConfig(dataset=args.dataset, norm=args.norm, eps=args.eps), info)
+    norm = args.norm or "linf"
+    eps, step = attack_budget(RunConfig(dataset=args.dataset, norm=norm, eps=args.eps), info)
     rt = Runtime(resolve_device(args.device), args.data_root)
     model = load_robustbench(args.weights, args.arch, info.num_classes).to(rt.device)
     _, test = load_dataset(args.dataset, args.data_root)
-    return evaluate_model(model, test.to(rt.device), info, comma_list(args.attacks), args.n, args.aa_n, eps, step,
-                          rt, args.seed, norm=args.norm)
+    test = test if args.n is None or args.n >= len(test) else test.subset(torch.arange(args.n))
+    specs = attack_specs(comma_list(args.attacks), eps=eps, step=step, dataset=info.name, norm=norm)
+    return evaluate(model, test.to(rt.device), info.num_classes, EvalConfig(specs, aa_n=args.aa_n, seed=args.seed),
+                    rt.device)

@@ -219,23 +219,33 @@ def evaluate_tensors(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_cla
     for spec in map(cfg.resolved, cfg.attacks):
         hits = attack_hits(model, x, y, spec, batch_size=cfg.batch_size, seed=cfg.seed, device=device)
         hits_by_name[spec.name] = hits
-        per_class = metrics.per_class_from_correct(hits, labels[: len(hits)], num_classes)
-        worst, worst_acc = metrics.worst_class(per_class)
-        results["attacks"][spec.name] = {
-            "spec": dataclasses.asdict(spec),
-            "n": len(hits),
-            "acc": float(hits.mean()),
-            "per_class": per_class,
-            "worst_class": worst,
-            "worst_class_acc": worst_acc,
-            "worst20_mean": metrics.worst_fraction_mean(per_class, 0.2),
-        }
+        results["attacks"][spec.name] = attack_summary(spec, hits, labels, num_classes)
     if all(name in hits_by_name for name in TRIPLE_ATTACKS):
-        clean_hits, adv_hits = (hits_by_name[name] for name in TRIPLE_ATTACKS)
-        m = min(len(clean_hits), len(adv_hits))  # both are prefixes of the test set
-        results["error_triple"] = {"attacks": list(TRIPLE_ATTACKS), "n": m,
-                                   **metrics.error_triple(clean_hits[:m], adv_hits[:m], labels[:m], num_classes)}
+        results["error_triple"] = triple_summary(*(hits_by_name[name] for name in TRIPLE_ATTACKS), labels, num_classes)
     return metrics.json_safe(results)
+
+
+def attack_summary(spec: AttackSpec, hits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, Any]:
+    """One attack's entry of `evaluate`'s result from its per-sample hits on the first len(hits) images."""
+    per_class = metrics.per_class_from_correct(hits, labels[: len(hits)], num_classes)
+    worst, worst_acc = metrics.worst_class(per_class)
+    return metrics.json_safe({
+        "spec": dataclasses.asdict(spec),
+        "n": len(hits),
+        "acc": float(hits.mean()),
+        "per_class": per_class,
+        "worst_class": worst,
+        "worst_class_acc": worst_acc,
+        "worst20_mean": metrics.worst_fraction_mean(per_class, 0.2),
+    })
+
+
+def triple_summary(clean_hits: np.ndarray, adv_hits: np.ndarray, labels: np.ndarray,
+                   num_classes: int) -> dict[str, Any]:
+    """FRL/CAAT's error triple from natural and PGD-20 hits, on the images both evaluated (test-set prefixes)."""
+    m = min(len(clean_hits), len(adv_hits))
+    return metrics.json_safe({"attacks": list(TRIPLE_ATTACKS), "n": m,
+                              **metrics.error_triple(clean_hits[:m], adv_hits[:m], labels[:m], num_classes)})
 
 
 def evaluate(model: nn.Module, test: "Split", num_classes: int, cfg: EvalConfig,

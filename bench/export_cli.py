@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Callable
 
 from bench import atomic
-from bench.checkpoint_io import load_checkpoint
 from bench.data import DATASETS
 from bench.registry import Registry
 from bench.store import RunDir, RunStore
@@ -34,21 +33,28 @@ def _table(kind: str) -> Writer:
     return write
 
 
-def export_robustbench(run: RunDir, checkpoint: str, out: Path) -> str:
-    """Write `checkpoint` of `run` as {'state_dict': RobustBench keys, 'architecture', 'bench': provenance};
-    returns the RobustBench architecture name."""
+def export_robustbench(run: RunDir, checkpoint: str, out: Path, rule: str = "best") -> str:
+    """Write `checkpoint` of `run` (a kept checkpoint's name, `best` chosen by `rule`) as {'state_dict':
+    RobustBench keys, 'architecture', 'bench': provenance}; returns the RobustBench architecture name."""
+    from bench.checkpoints import CheckpointStore
+    from bench.eval_store import Evaluation, EvaluatedRun
     from bench.robustbench_interop import check_exportable, to_robustbench
+    from bench.selection import parse_rule
 
     cfg = run.config()
     info = DATASETS.get(cfg.dataset)
     arch = check_exportable(cfg.model, info.shape, cfg.normalize)
-    path = run.best_ckpt if checkpoint == "best" else run.last_ckpt
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist (has the run finished an epoch? see `python -m bench status`)")
-    ckpt = load_checkpoint(path)
+    if run.status() != "done":
+        raise ValueError(f"run {run.path.name} is {run.status()}: export it once it has finished training")
+    ckpt = EvaluatedRun(run, Evaluation(), parse_rule(rule)).resolve(checkpoint)
+    if ckpt is None:
+        raise ValueError(f"checkpoint {checkpoint} of {run.path.name} under rule {rule} needs evaluations of its "
+                         f"candidates first: `python -m bench eval {run.path.name} --checkpoint {checkpoint} "
+                         f"--rule {rule} --attacks aa`")
+    state = CheckpointStore(run.checkpoints_dir).load(ckpt)
     atomic.torch_save(out, {
-        "state_dict": to_robustbench(arch, ckpt["model"]), "architecture": arch.name,
-        "bench": {"run_id": run.path.name, "checkpoint": checkpoint, "epoch": ckpt["epoch"], "model": cfg.model,
+        "state_dict": to_robustbench(arch, state), "architecture": arch.name,
+        "bench": {"run_id": run.path.name, "checkpoint": checkpoint, "epoch": ckpt.epoch, "model": cfg.model,
                   "dataset": cfg.dataset, "num_classes": info.num_classes, "norm": cfg.norm},
     })
     return arch.name
@@ -60,7 +66,7 @@ def _robustbench(args: argparse.Namespace, store: RunStore) -> Path:
     run = store.open(args.run[0])
     out = Path(args.out or f"{run.path.name}-{args.checkpoint}.pt")
     out.parent.mkdir(parents=True, exist_ok=True)
-    arch = export_robustbench(run, args.checkpoint, out)
+    arch = export_robustbench(run, args.checkpoint, out, args.rule)
     print(f"{out}: {args.checkpoint} checkpoint of {run.path.name} as RobustBench {arch}; "
           f"evaluate it with: python -m bench eval --weights {out} --arch {arch} --dataset {run.config().dataset}")
     return out
@@ -88,5 +94,7 @@ def add_export_command(sub: argparse._SubParsersAction, store: argparse.Argument
     p.add_argument("--format", required=True, help="csv, parquet or robustbench")
     p.add_argument("--out", default=None, help="output file (default: <runs folder>.<format>, or "
                                                "<run id>-<checkpoint>.pt for robustbench)")
-    p.add_argument("--checkpoint", choices=["best", "last"], default="best", help="robustbench: which checkpoint")
+    p.add_argument("--checkpoint", default="best",
+                   help="robustbench: which kept checkpoint (best, last, best_ema, model@e11, ...)")
+    p.add_argument("--rule", default="best", help="robustbench: the selection rule behind best (see `eval --help`)")
     p.set_defaults(func=cmd_export)

@@ -1,11 +1,11 @@
 """Every evaluation in a run store as one tidy table: a row per (run, checkpoint, attack, class).
 
-Three sources per run folder, named in the `source` column:
+Two sources per run folder, named in the `source` column:
   train   the per-epoch evaluations of records.jsonl (checkpoint "epoch", or "epoch_<name>" for an
-          averaged model such as EMA), on the run's `eval_n` test images;
-  final   result.json, the final evaluation of last/best (and averaged) checkpoints;
-  eval    eval-<checkpoint>.json, written by `python -m bench eval` afterwards.
-`epoch` is 0-based, as in records.jsonl and result.json. The checkpoint-level numbers (acc, worst_class,
+          averaged model such as EMA), on the run's `eval_n` test images (other monitored sets are left out);
+  eval    the stored evaluations of kept checkpoints (bench.eval_store: training's final evaluation, `bench
+          eval`, tables' evaluation jobs), checkpoint "<series>@e<epoch>".
+`epoch` is 0-based, as in records.jsonl. The checkpoint-level numbers (acc, worst_class,
 worst_class_acc, n) repeat on each class row, so a filter on `class` alone gives per-class tables and
 `class == 0` gives one row per evaluation.
 """
@@ -16,6 +16,8 @@ from typing import Any, Iterator
 
 import pandas as pd
 
+from bench.checkpoints import Checkpoint
+from bench.eval_store import stored
 from bench.store import RunDir, RunStore
 
 COLUMNS = ("run_id", "status", "method", "dataset", "model", "seed", "epochs", "norm", "eps", "overrides",
@@ -37,17 +39,9 @@ def _evaluations(run: RunDir) -> Iterator[tuple[str, str, int, dict[str, Any]]]:
             yield "train", "epoch", record["epoch"], record["eval"]
         for name, ev in record.get("eval_averaged", {}).items():
             yield "train", f"epoch_{name}", record["epoch"], ev
-    if run.result_file.exists():
-        result = run.result()
-        last, best = result["epochs"] - 1, result["best"]
-        epochs = {"last": last, "best": best["epoch"]}
-        for name, info in best.get("averaged", {}).items():
-            epochs[f"last_{name}"], epochs[f"best_{name}"] = last, info["epoch"]
-        for checkpoint, ev in result["checkpoints"].items():
-            yield "final", checkpoint, epochs.get(checkpoint), ev
-    for path in sorted(run.path.glob("eval-*.json")):
-        ev = json.loads(path.read_text())
-        yield "eval", path.stem.removeprefix("eval-"), ev.get("epoch"), ev
+    for artifact in stored(run):
+        ckpt = Checkpoint(artifact["checkpoint"]["series"], artifact["checkpoint"]["epoch"])
+        yield "eval", ckpt.label, ckpt.epoch, {"attacks": {artifact["result"]["spec"]["name"]: artifact["result"]}}
 
 
 def run_rows(run: RunDir) -> Iterator[dict[str, Any]]:

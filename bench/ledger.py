@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 from bench import atomic, environment
 from bench.experiments.base import PROFILES, Cell, Experiment, PlannedRun
-from bench.store import RunDir, RunStore
+from bench.eval_store import EvaluatedRun, Evaluation
+from bench.store import RunStore
 
 LEDGER_DIR = Path(__file__).resolve().parent.parent / "tables" / "results"
 FORMAT = 1
@@ -51,22 +52,22 @@ def file_name(use: Use) -> str:
     return f"{use[0]}--{use[1]}.json"
 
 
-def metrics(run: RunDir, use: Use) -> dict[str, Any] | None:
+def metrics(run: EvaluatedRun, use: Use) -> dict[str, Any] | None:
     """The measured numbers behind one use, with their n; None when the run did not measure it."""
     checkpoint, evaluation = use
     if use == TRAINING:
         seconds = [r["train_seconds"] for r in run.records() if "train_seconds" in r]
         return {"train_seconds": seconds, "n": len(seconds)} if seconds else None
-    ev = run.result()["checkpoints"].get(checkpoint)
+    ev = run.checkpoint(checkpoint)
     if ev is None:
         return None
     return ev.get("error_triple") if evaluation == "error_triple" else ev["attacks"].get(evaluation)
 
 
-def entry(run: RunDir, use: Use, used_by: list[dict[str, str]], substitutions: Mapping[str, str]) -> dict[str, Any]:
+def entry(run: EvaluatedRun, use: Use, used_by: list[dict[str, str]], substitutions: Mapping[str, str]) -> dict[str, Any]:
     """The ledger file's content for one (run, checkpoint, evaluation) of a finished run."""
-    saved = json.loads(run.config_file.read_text())
-    result, records = run.result(), run.records()
+    saved = json.loads(run.run.config_file.read_text())
+    records = run.records()
     cfg = saved["config"]
     return {
         "format": FORMAT, "run_id": run.path.name, "checkpoint": use[0], "evaluation": use[1],
@@ -74,7 +75,7 @@ def entry(run: RunDir, use: Use, used_by: list[dict[str, str]], substitutions: M
         "dataset": cfg["dataset"],
         "substitution": {src: dst for src, dst in substitutions.items() if dst == cfg["dataset"]} or None,
         "config": cfg, "method_hparams": saved.get("method_hparams"), "resolved": saved.get("resolved"),
-        "selection": result["best"] if use[0].startswith("best") else None,
+        "selection": run.selection(use[0]) if use != TRAINING else None,
         "environment": environment.attempts(run.path) or None,
         "wall_seconds": {"training": round(sum(r.get("train_seconds", 0.0) for r in records), 1),
                          "epochs": len(records)},
@@ -101,6 +102,11 @@ class LedgerRun:
             else:
                 ckpt["attacks"][e["evaluation"]] = e["metrics"]
         return {"run_id": self.path.name, "checkpoints": checkpoints}
+
+    def checkpoint(self, name: str) -> dict[str, Any] | None:
+        return self.result()["checkpoints"].get(name)
+
+    num_classes = None  # not recorded: standard errors of per-class cells count all n images
 
     def records(self) -> list[dict[str, Any]]:
         timing = self.path / file_name(TRAINING)
@@ -129,6 +135,7 @@ class Ledger:
         from a finished run of `store`; returns the files written and what a cell wanted but the run lacks."""
         subs = dict(substitutions or {})
         wanted: dict[str, dict[Use, list[dict[str, str]]]] = {}
+        views: dict[str, EvaluatedRun] = {}
         for experiment, profile in plans:
             groups: dict[str, list[PlannedRun]] = defaultdict(list)
             for planned in experiment.runs(profile, subs):
@@ -137,6 +144,8 @@ class Ledger:
                 for planned in groups[cell.run]:
                     if planned.config is None or store.run_dir(planned.config).status() != "done":
                         continue
+                    views.setdefault(planned.config.run_id(), EvaluatedRun(
+                        store.run_dir(planned.config), planned.evaluation or Evaluation(), planned.selection))
                     for use in uses(cell):
                         users = wanted.setdefault(planned.config.run_id(), {}).setdefault(use, [])
                         user = {"table": experiment.id, "profile": profile}
@@ -144,7 +153,7 @@ class Ledger:
                             users.append(user)
         written, lacking = [], []
         for run_id, by_use in sorted(wanted.items()):
-            run = RunDir(store.root / run_id)
+            run = views[run_id]
             for use, used_by in sorted(by_use.items()):
                 content = entry(run, use, used_by, subs)
                 if content["metrics"] is None:

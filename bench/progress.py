@@ -47,8 +47,11 @@ class EpochLog:
         done = record["epoch"] + 1
         per_epoch = (now - self.began) / (done - self.start)
         parts = [f"loss {record['train_loss']:.4f}", f"lr {record['lr']:.3g}", f"train acc {100 * record['train_acc']:.1f}%"]
-        for attack, ev in record.get("eval", {}).get("attacks", {}).items():
-            worst = ev.get("worst_class_acc")
-            parts.append(f"{attack} {100 * ev['acc']:.1f}%" + ("" if worst is None else f" (worst class {100 * worst:.1f}%)"))
+        held_out = {f" on {name}": by_series.get("", {}) for name, by_series in record.get("monitor", {}).items()}
+        for where, evaluation in {"": record.get("eval", {}), **held_out}.items():
+            for attack, ev in evaluation.get("attacks", {}).items():
+                worst = ev.get("worst_class_acc")
+                parts.append(f"{attack}{where} {100 * ev['acc']:.1f}%"
+                             + ("" if worst is None else f" (worst class {100 * worst:.1f}%)"))
         parts += [f"{took:.1f} s/epoch", f"ETA {duration(per_epoch * (self.epochs - done))}"]
         say(f"{self.name} epoch {done}/{self.epochs}: " + ", ".join(parts))

@@ -2,7 +2,7 @@
 and what it trains), `table` and `check` all ask `run_states`.
 
 The store's word for the folder (bench/store.py RunDir.status: done, running, damaged, failed, crashed, new) is
-checked against the record's own files (config.json, records.jsonl, result.json of a finished run, jobs.jsonl,
+checked against the record's own files (config.json, records.jsonl, jobs.jsonl,
 all parsed strictly: a file that does not parse makes the run `damaged`, with the file and the reason), then
 refined by the run's cluster job as SLURM's accounting sees it (`sacct`, one call for all runs asked about):
 `submitted` while SLURM does not list the job yet, `queued` while it waits, `running` while it runs, `failed`
@@ -37,8 +37,6 @@ def run_state(run: RunDir, slurm: Mapping[str, str] | None = None) -> RunState:
         job = lease.last_job(run.path)
         epochs = run.config().epochs if run.config_file.exists() else None
         epochs_done = run.epochs_done()
-        if status == "done":
-            run.result()
     except DamagedFile as err:
         return RunState("damaged", str(err))
     slurm_state = (slurm or {}).get(job["job_id"]) if job and job["executor"] == "slurm" else None

@@ -9,8 +9,9 @@
                     last_prev.pt    the epoch before's last.pt, resumed from when last.pt is damaged
                                     (removed when the run is done)
                     last.pt.damaged a damaged last.pt, moved aside (kept for inspection, never reused)
-                    best.pt         model weights of the selected epoch, with the selection rule
-                    result.json     final evaluation of the best and last checkpoints
+                    checkpoints/<series>-e<epoch>.pt  weights a selection rule could pick (bench.checkpoints)
+                    evals/<series>-e<epoch>/<attack>-<key>.json  one evaluation of one kept checkpoint under one
+                                    attack spec (bench.eval_store); tables read their cells from these
                     heartbeat       touched while a process trains the run
                     error.txt       traceback of the last failure (the run shows as failed until it is run again)
                     damaged.txt     why the run cannot resume (no intact checkpoint; the run shows as damaged)
@@ -40,6 +41,7 @@ from bench.config import RunConfig
 from bench.lease import LEASE_FILE
 from bench.progress import say
 
+EVALUATION_FIELDS = ("final_attacks", "aa_n", "final_n", "select", "select_score", "select_after")
 HEARTBEAT_SECONDS = 30.0
 STALE_AFTER_SECONDS = 4 * HEARTBEAT_SECONDS
 
@@ -74,12 +76,12 @@ class RunDir:
         return self.path / "damaged.txt"
 
     @property
-    def best_ckpt(self) -> Path:
-        return self.path / "best.pt"
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
 
     @property
-    def result_file(self) -> Path:
-        return self.path / "result.json"
+    def evals_dir(self) -> Path:
+        return self.path / "evals"
 
     @property
     def done_file(self) -> Path:
@@ -94,14 +96,14 @@ class RunDir:
         return self.path / "error.txt"
 
     def config(self) -> RunConfig:
+        """The run's config, read strictly; fields that left RunConfig when evaluation and selection became data
+        of their own (EVALUATION_FIELDS) are dropped, so runs trained before still show in `status`."""
         content = atomic.read_json(self.config_file)
         try:
-            return RunConfig.from_dict(content["config"])
+            saved = content["config"]
+            return RunConfig.from_dict({k: v for k, v in saved.items() if k not in EVALUATION_FIELDS})
         except (KeyError, TypeError, ValueError) as err:
             raise DamagedFile(self.config_file, f"not a run config: {type(err).__name__}: {err}") from None
-
-    def result(self) -> dict[str, Any]:
-        return atomic.read_json(self.result_file)
 
     # -- records -----------------------------------------------------------------------------
     def records(self) -> list[dict[str, Any]]:

@@ -5,8 +5,8 @@ neither projected nor clipped to [0,1]; their labels come from a frozen, natural
 evaluated on x_adv (not on x_hr), so the model learns to stop at g's decision boundary instead of pushing its
 margin past it:  L = CE(f(x), y) + β·KL_batchmean(p(x) ‖ p(x_adv)) + γ·CE(f(x_hr), argmax g(x_adv)).
 
-The helper is loaded from `helper` (a bench run folder — its best.pt, else last.pt — or a .pt file holding
-{"model": state_dict} or a bare state_dict). It is not part of the method's state: the run config records its
+The helper is loaded from `helper` (a bench run folder — its kept checkpoint of best clean test accuracy — or a
+.pt file holding {"model": state_dict} or a bare state_dict). It is not part of the method's state: the run config records its
 path. Defaults are HAT's CIFAR-10 ResNet-18 values; UIAT reruns HAT with them under its own schedule [AMBIG].
 HAT's loss has no epoch schedule (its code's learning rate steps per batch: `--schedule onecycle` here).
 Not registered: the code's AT-based variant (core/utils/hat.py `at_hat_loss`: CE(x) + β·CE(x_adv) + γ·helper CE on
@@ -52,7 +52,9 @@ class HATHparams:
 
 
 def helper_checkpoint(path: str, store_root: Path | None = None) -> Path:
-    """The file holding the helper's weights: a run folder's best.pt (else last.pt), or the file itself.
+    """The file holding the helper's weights: a bench run folder's kept checkpoint of its best clean test accuracy
+    (HAT §4.1: "the best test accuracy checkpoint"; the last epoch when clean accuracy was not monitored), or the
+    file itself.
 
     A bare run id is looked up in `store_root` (the HAT run's own store), so an experiment can name its helper
     run by id and the config stays the same on every machine.
@@ -63,13 +65,27 @@ def helper_checkpoint(path: str, store_root: Path | None = None) -> Path:
     if not location.exists() and store_root is not None and (store_root / path).exists():
         location = store_root / path
     if location.is_dir():
-        for name in ("best.pt", "last.pt"):
-            if (location / name).is_file():
-                return location / name
-        raise ValueError(f"helper folder {path!r} holds neither best.pt nor last.pt. {HOW_TO_TRAIN_HELPER}")
+        return _selected_weights(location, path)
     if not location.is_file():
         raise ValueError(f"helper {path!r} does not exist. {HOW_TO_TRAIN_HELPER}")
     return location
+
+
+def _selected_weights(folder: Path, path: str) -> Path:
+    from bench.checkpoints import Checkpoint, CheckpointStore
+    from bench.selection import Best, Last
+    from bench.store import RunDir
+
+    run = RunDir(folder)
+    if run.status() != "done":
+        raise ValueError(f"helper folder {path!r} is not a finished bench run ({run.status()}). {HOW_TO_TRAIN_HELPER}")
+    cfg, records = run.config(), run.records()
+    rule = Best(attack="clean") if "clean" in cfg.eval_attacks and "test" in cfg.monitor_on else Last()
+    epoch = rule.choose(records, cfg.epochs)
+    file = CheckpointStore(run.checkpoints_dir).path(Checkpoint("", cfg.epochs - 1 if epoch is None else epoch))
+    if not file.is_file():
+        raise ValueError(f"helper folder {path!r} does not keep {file.name}. {HOW_TO_TRAIN_HELPER}")
+    return file
 
 
 def load_helper(path: str, ctx: MethodContext) -> nn.Module:

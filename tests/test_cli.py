@@ -24,7 +24,7 @@ def test_bad_hyperparameter_is_refused(capsys, tmp_path):
 
 
 def test_unknown_eval_attack_is_refused(capsys, tmp_path):
-    assert main(["--runs-dir", str(tmp_path), "train", "--eval-attacks", "clean,pgd21", "--select", "clean"]) == 2
+    assert main(["--runs-dir", str(tmp_path), "train", "--eval-attacks", "clean,pgd21"]) == 2
     assert "'pgd21'" in capsys.readouterr().err
 
 
@@ -66,11 +66,11 @@ def test_train_status_eval_round_trip(capsys, tmp_path):
              "--attack-steps", "1", "--eval-n", "64", "--final-attacks", "clean"]
     assert main(["train", *small, *runs]) == 0  # --runs-dir may also follow the command
     out = capsys.readouterr().out
-    assert "last   clean" in out and "n=10000" in out
+    assert "last (epoch 1)     clean" in out and "n=10000" in out
     assert main([*runs, "status"]) == 0
     out = capsys.readouterr().out
     assert "done" in out and "1/1" in out and "1 done" in out
     run_id = next(tmp_path.iterdir()).name
     assert main([*runs, "eval", run_id[:12], "--checkpoint", "last", "--attacks", "clean,pgd10"]) == 0
     assert "pgd10" in capsys.readouterr().out
-    assert (tmp_path / run_id / "eval-last.json").exists()
+    assert len(list((tmp_path / run_id / "evals" / "model-e0000").glob("pgd10-*.json"))) == 1

@@ -12,6 +12,7 @@ from bench.evaluate import (EVAL_ATTACKS, AttackSpec, EvalConfig, attack_specs, 
                             evaluate_tensors)
 from bench.registry import UnknownNameError
 from bench.store import RunStore
+from bench.eval_store import Evaluation
 from bench.train import train_run
 
 FMNIST = DATASETS.get("fmnist")
@@ -195,13 +196,13 @@ def test_autoattack_at_the_dataset_budget_is_at_least_as_strong_as_pgd20(tiny):
 def test_evaluation_attacks_take_their_own_step_when_the_run_gives_one(tmp_path):
     """UIAT §4.2 evaluates SVHN with PGD-20 of step 2/255 while training at 1/255: eval_step_size decouples them."""
     cfg = RunConfig(method="pgd_at", dataset="fmnist", model="tiny-cnn", train_limit=64, epochs=1, attack_steps=1,
-                    step_size=0.02, eval_step_size=0.05, eval_n=16, final_attacks=("clean", "pgd20"), final_n=16)
+                    step_size=0.02, eval_step_size=0.05, eval_n=16)
     run = RunStore(tmp_path).run_dir(cfg)
-    result = train_run(cfg, run)
+    result = train_run(cfg, run, evaluation=Evaluation(("clean", "pgd20"), n=16))
     assert json.loads(run.config_file.read_text())["resolved"]["step_size"] == 0.02  # training keeps its step
     per_epoch = [json.loads(line)["eval"]["attacks"]["pgd20"]["spec"]["step_size"]
                  for line in run.records_file.read_text().splitlines()]
     final = [c["attacks"]["pgd20"]["spec"]["step_size"] for c in result["checkpoints"].values()]
-    assert per_epoch == [0.05] and set(final) == {0.05} and result["step_size"] == 0.05
+    assert per_epoch == [0.05] and set(final) == {0.05}
     with pytest.raises(ValueError, match="eval_step_size=0"):
         RunConfig(eval_step_size=0)

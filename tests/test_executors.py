@@ -13,16 +13,19 @@ from bench.experiments.base import PlannedRun
 from bench.experiments.grid import missing
 from bench.lease import Lease, RunLease, is_live, last_job
 from bench.store import RunStore
-from bench.train import Runtime
+from bench.eval_store import Evaluation
+from bench.selection import Last
+from bench.training.assemble import Runtime
 
 import pytest
 
 TINY = dict(dataset="fmnist", model="tiny-cnn", train_limit=128, epochs=1, attack_steps=1,
-            eval_attacks=("clean",), select="clean", eval_n=32, final_attacks=("clean",))
+            eval_attacks=("clean",), eval_n=32)
 
 
 def planned(*methods: str, **changes) -> list[PlannedRun]:
-    return [PlannedRun(m, RunConfig(method=m, **{**TINY, **changes})) for m in methods]
+    return [PlannedRun(m, RunConfig(method=m, **{**TINY, **changes}), evaluation=Evaluation(("clean",), n=64),
+                       selection=Last()) for m in methods]
 
 
 def test_a_lease_is_exclusive_until_its_holder_is_gone(tmp_path):
@@ -83,7 +86,7 @@ def test_helpers_are_submitted_before_the_runs_that_need_them(tmp_path):
     store = RunStore(tmp_path)
     helper = planned("natural")[0]
     hat = PlannedRun("hat", RunConfig(method="hat", hp=(("helper", helper.config.run_id()),), **TINY),
-                     needs=(helper.config.run_id(),))
+                     needs=(helper.config.run_id(),), evaluation=helper.evaluation, selection=helper.selection)
     assert missing([hat, helper], store) == [helper, hat]
     assert SubmititExecutor("debug", ClusterProfile("debug")).run(missing([hat, helper], store), store) == 0
     assert store.run_dir(hat.config).status() == "done"

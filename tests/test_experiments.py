@@ -64,7 +64,7 @@ def test_a_table_renders_from_stored_runs_with_published_numbers_and_missing_mar
     experiment = EXPERIMENTS.get("table1_bilaw")
     store = RunStore(tmp_path)
     at = next(run for run in experiment.runs("smoke") if run.key == "F-MNIST/Tiny-CNN/linf/AT")
-    result = train_run(at.config, store.run_dir(at.config))
+    result = train_run(at.config, store.run_dir(at.config), evaluation=at.evaluation, selection=at.selection)
     cells = collect(experiment, store, "smoke").set_index(["row", "column"])
     cell = cells.loc[("F-MNIST / AT", "Tiny-CNN / perturbation: ℓ∞ / ε = 0.1 / PGD")]
     assert cell["status"] == "done" and cell["published"] == 70.1 and cell["seeds"] == 1
@@ -81,17 +81,20 @@ def test_a_table_renders_from_stored_runs_with_published_numbers_and_missing_mar
 
 def test_seeds_of_one_setting_show_mean_and_std(tmp_path):
     from bench.config import RunConfig
+    from bench.eval_store import Evaluation
     from bench.experiments.base import Cell, Experiment, PlannedRun
+    from bench.selection import Best
 
     column = "Tiny-CNN / perturbation: ℓ∞ / ε = 0.1 / Clean"
-    tiny = dict(method="natural", train_limit=128, epochs=1, attack_steps=1, eval_attacks=("clean",), select="clean",
-                eval_n=32, final_attacks=("clean",), final_n=64)
+    tiny = dict(method="natural", train_limit=128, epochs=1, attack_steps=1, eval_attacks=("clean",), eval_n=32)
     plan = [PlannedRun("plain", RunConfig(seed=seed, **tiny)) for seed in (0, 1, 2)]
+    evaluation, rule = Evaluation(("clean",), n=64), Best(attack="clean")
     experiment = Experiment("t", "bilaw", "table1", "t", lambda profile: plan,
-                            lambda: [Cell("F-MNIST / plain", column, "plain", attack="clean")])
+                            lambda: [Cell("F-MNIST / plain", column, "plain", attack="clean")],
+                            evaluation=lambda profile, run: evaluation, selection=lambda run: rule)
     store = RunStore(tmp_path)
-    accs = [100 * train_run(run.config, store.run_dir(run.config))["checkpoints"]["best"]["attacks"]["clean"]["acc"]
-            for run in plan[:2]]
+    accs = [100 * train_run(run.config, store.run_dir(run.config), evaluation=evaluation, selection=rule)
+            ["checkpoints"]["best"]["attacks"]["clean"]["acc"] for run in plan[:2]]
     cell = collect(experiment, store, "smoke").iloc[0]
     assert cell["seeds"] == 2 and cell["status"] == "partial: 2 of 3 seeds"
     assert cell["ours"] == pytest.approx(sum(accs) / 2)

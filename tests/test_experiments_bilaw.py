@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-import bench.train as training
+import bench.eval_store as eval_store
+import bench.training.assemble as training
 from bench.data import Split, load_dataset
 from bench.experiments import EXPERIMENTS, FIGURES, lookup
 from bench.experiments import bilaw_figures
@@ -17,6 +18,7 @@ from bench.experiments.figures import draw
 from bench.experiments.render import collect
 from bench.published import load_published
 from bench.store import RunStore
+from bench.selection import Best
 from bench.train import train_run
 from methods import MethodContext, build_method, resolved_hparams
 from methods.base import Batch
@@ -58,8 +60,10 @@ def test_table1_keeps_the_identity_of_runs_already_trained():
     """Pinned ids; BiLAW's and MAIL's changed with issue 12's canonical identity (BiLAW's placeholders
     val_attack_steps=-1 and meta_weight_decay=None are hashed resolved; MAIL's hp typed: bias 0.05, not "0.05")."""
     ids = {r.config.run_id() for r in _runs("table1_bilaw", "fast") if r.config is not None}
-    assert {"bilaw_fmnist_tiny-cnn_s0-4ac42bc28f", "mail_at_fmnist_tiny-cnn_s0-886a6ac065",
-            "natural_fmnist_fc1_s0-c5ee89d613", "wmmr_fmnist_tiny-cnn_s0-e952a86f29"} <= ids
+    # Ids since evaluation and selection left the run config (the BiLAW row also monitors val_stop now) and
+    # hyperparameters are hashed typed and resolved.
+    assert {"bilaw_fmnist_tiny-cnn_s0-da90cc73b9", "mail_at_fmnist_tiny-cnn_s0-14ca95b50c",
+            "natural_fmnist_fc1_s0-5aafc2072c", "wmmr_fmnist_tiny-cnn_s0-0704b64f42"} <= ids
 
 
 @pytest.mark.parametrize("profile", ["paper", "fast", "smoke"])
@@ -81,12 +85,12 @@ def test_cells_sit_where_the_paper_prints_them_and_read_what_their_runs_evaluate
         experiment = EXPERIMENTS.get(table_id)
         table = published[published["table"] == experiment.table]
         assert {(c.row, c.column) for c in experiment.cells()} == set(zip(table["row"], table["column"]))
-        runs = {r.key: r.config for r in experiment.runs(profile)}
+        runs = {r.key: r for r in experiment.runs(profile)}
         for cell in experiment.cells():
-            config = runs[cell.run]
-            if config is not None:
+            run = runs[cell.run]
+            if run.config is not None:
                 needed = {cell.attack, "clean"} if cell.stat == "gap" else {cell.attack}
-                assert needed <= set(config.final_attacks), (table_id, cell)
+                assert needed <= set(run.evaluation.attacks), (table_id, cell)
     gaps = [c for c in EXPERIMENTS.get("table6_bilaw").cells() if c.stat == "gap"]
     assert {c.column for c in gaps} == {"CIFAR10 / PGD - Clean"} and {c.attack for c in gaps} == {"pgd20"}
 
@@ -97,8 +101,13 @@ def test_paper_profile_carries_the_papers_recipe():
         100, (30, 60), 0.1, 0.9, 2e-4, 128)
     assert (bilaw.model, bilaw.dataset, bilaw.eps, bilaw.step_size, bilaw.attack_steps) == (
         "wrn-32-10", "cifar10", 0.031, 0.031 / 4, 10)
-    assert (bilaw.aa_n, bilaw.eval_n, bilaw.select, bilaw.seed) == (1000, 1000, "pgd20", 0)
+    assert (bilaw.eval_n, bilaw.seed, bilaw.monitor_on) == (1000, 0, ("val_stop",))
     assert bilaw.scenario.heldout == "bilaw"
+    planned = next(r for r in _runs("table2_bilaw") if r.key == WRN_031 + "BiLAW (ours)")
+    assert planned.selection == Best("pgd20", on="val_stop")  # §4.1: early stopping on validation set #2
+    assert (planned.evaluation.attacks, planned.evaluation.aa_n) == (("clean", "pgd20", "aa"), 1000)
+    at = next(r for r in _runs("table2_bilaw") if r.key == WRN_031 + "AT")
+    assert at.selection == Best("pgd20", on="test") and at.config.monitor_on == ("test",)
     small = _config("table2_bilaw", "CIFAR-10/Small-CNN/ε = 0.0078/AT")
     assert (small.model, small.eps, small.step_size, small.scenario.heldout) == ("small-cnn", 0.0078, 0.0078 / 4, None)
     assert resolved_hparams("trades", _config("table2_bilaw", WRN_031 + "TRADES (1/λ = 6)").hp_dict)["beta"] == 6
@@ -109,7 +118,7 @@ def test_paper_profile_carries_the_papers_recipe():
     cifar100 = _config("table3_bilaw", "CIFAR-100/WRN-32-10/ε = 0.031/BiLAW-TRADES (ours)")
     assert (cifar100.dataset, cifar100.model, cifar100.method) == ("cifar100", "wrn-32-10", "bilaw_trades")
     fast, smoke = _config("table2_bilaw", WRN_031 + "AT", "fast"), _config("table2_bilaw", WRN_031 + "AT", "smoke")
-    assert (fast.epochs, fast.milestones, fast.aa_n, fast.model) == (10, (3, 6), 1000, "wrn-32-10")
+    assert (fast.epochs, fast.milestones, fast.model) == (10, (3, 6), "wrn-32-10")
     assert (smoke.model, smoke.epochs, smoke.train_limit, smoke.attack_steps) == ("tiny-cnn", 1, 256, 2)
     assert smoke.eps == 0.031  # the paper's budget at every size
 
@@ -123,7 +132,7 @@ def test_ablations_change_one_hyperparameter_of_table2s_bilaw_trades_run(profile
         runs = _runs(table_id, profile)
         assert runs[0].config == reference
         for run, value in zip(runs[1:], values):
-            assert run.config.hp == ((name, value),) and run.config.final_attacks == ("clean", "pgd20")
+            assert run.config.hp == ((name, value),) and run.evaluation.attacks == ("clean", "pgd20")
             resolved_hparams("bilaw_trades", run.config.hp_dict)  # a value the method accepts
             assert run.config.scenario == reference.scenario and run.config.model == reference.model
 
@@ -205,7 +214,7 @@ def smoke_store(tmp_path_factory):
     """Table 2's BiLAW (the figures' source) and BiLAW-TRADES (Tables 6–8's reference) smoke runs on
     Fashion-MNIST; the training loop sees the first 512 test images only, so the final evaluation takes seconds."""
     store = RunStore(tmp_path_factory.mktemp("bilaw_runs"))
-    planned = {r.key: r.config for r in _runs("table2_bilaw", "smoke", SUBS)}
+    planned = {r.key: r for r in _runs("table2_bilaw", "smoke", SUBS)}
 
     def short_test(name, root=None):
         train, test = load_dataset(name, root)
@@ -213,8 +222,11 @@ def smoke_store(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(training, "load_dataset", short_test)
-        results = {key: train_run(planned[key], store.run_dir(planned[key])) for key in SMOKE_KEYS}
-    return store, {key: store.run_dir(planned[key]) for key in SMOKE_KEYS}, results
+        patch.setattr(eval_store, "load_dataset", short_test)
+        results = {key: train_run(planned[key].config, store.run_dir(planned[key].config),
+                                  evaluation=planned[key].evaluation, selection=planned[key].selection)
+                   for key in SMOKE_KEYS}
+    return store, {key: store.run_dir(planned[key].config) for key in SMOKE_KEYS}, results
 
 
 def test_smoke_runs_fill_their_cells_in_the_published_unit(smoke_store):

@@ -71,10 +71,11 @@ def test_cells_match_the_published_layout_and_read_planned_runs_and_attacks():
         cells = experiment.cells()
         assert {(c.row, c.column) for c in cells} == set(zip(table["row"], table["column"]))
         assert len(cells) == len(table)
-        configs = {r.key: r.config for r in experiment.runs("paper")}
+        planned = {r.key: r for r in experiment.runs("paper")}
         for cell in cells:
             assert cell.stat in STATS and cell.checkpoint == "last"
-            assert {"clean", "pgd20"} <= set(configs[cell.run].final_attacks)
+            assert {"clean", "pgd20"} <= set(planned[cell.run].evaluation.attacks)
+            assert planned[cell.run].selection.spec() == "last"  # CAAT's code has no selection
 
 
 def test_paper_profile_carries_the_papers_settings():
@@ -204,10 +205,11 @@ def test_group_series_splits_directions_and_bounds_by_noisy_labels(tmp_path):
 
 def train_with_hot_start(store, runs, run_key):
     """Train the hot start, then the planned run `run_key` fine-tuning it; returns that run's result."""
-    planned = {r.key: r.config for r in runs}
+    planned = {r.key: r for r in runs}
     start = planned[key(run_key.split("/")[0], HOT_START)]
-    train_run(start, store.run_dir(start))
-    return train_run(planned[run_key], store.run_dir(planned[run_key]))
+    train_run(start.config, store.run_dir(start.config), evaluation=start.evaluation, selection=start.selection)
+    run = planned[run_key]
+    return train_run(run.config, store.run_dir(run.config), evaluation=run.evaluation, selection=run.selection)
 
 
 @pytest.fixture(scope="module")
@@ -247,9 +249,12 @@ def test_fig3_and_fig5_draw_from_a_smoke_run(caat_smoke, tmp_path):
     assert inputs.missing == ["CIFAR-10/CAAT (Grad-Based)"]
     assert len(run.records()[0]["class_adv_ratio"]) == C
     _drawn(fig3.draw(inputs, tmp_path / "fig3"))
-    # Fig. 5 reads only result.json: the smoke run stands in for one long-tailed run of each imbalance factor.
+    # Fig. 5 reads only stored evaluations: the smoke run stands in for one long-tailed run of each imbalance factor.
     stand_in = {key("CIFAR-10 LT IF=10", "CAAT (ReMargin)"): [run], key("CIFAR-10 LT IF=100", "PGD Adv. Training"): [run]}
-    _drawn(FIGURES.get("fig5_caat").draw(FigureInput("smoke", stand_in, ["…"]), tmp_path / "fig5"))
+    planned = next(r for r in EXPERIMENTS.get("table1_caat").runs("smoke", SUBSTITUTE) if r.key == "CIFAR-10/CAAT (ReMargin)")
+    inputs = FigureInput("smoke", stand_in, ["…"], {run.path.name: planned})
+    assert "error_triple" in inputs.evaluations(run).checkpoint("last")
+    _drawn(FIGURES.get("fig5_caat").draw(inputs, tmp_path / "fig5"))
 
 
 def test_fig4_draws_clean_and_noisy_series_from_its_smoke_run(tmp_path):

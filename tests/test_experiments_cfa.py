@@ -5,6 +5,8 @@ import math
 
 import pytest
 
+from bench.eval_store import Evaluation
+from bench.selection import CFASelect
 from bench.data import DATASETS
 from bench.experiments import EXPERIMENTS, FIGURES, Cell, lookup
 from bench.experiments.claims import load_claims
@@ -64,7 +66,7 @@ def test_cells_sit_where_the_paper_prints_them_and_read_the_reported_model():
         runs = experiment.runs("paper")
         for cell in cells:
             planned = [r for r in runs if r.key == cell.run]
-            assert planned and all(r.config is None or cell.attack in r.config.final_attacks for r in planned)
+            assert planned and all(r.config is None or cell.attack in r.evaluation.attacks for r in planned)
             averaged = "_ema" if cell.row.endswith("EMA") else "_fawa" if cell.row.endswith(("CFA", "FAWA")) else ""
             assert cell.checkpoint.endswith(averaged) and cell.checkpoint.split("_")[0] in ("best", "last")
             assert cell.attack in ("clean", "aa") and cell.stat in ("acc", "worst", "worst20")
@@ -83,8 +85,13 @@ def test_paper_profile_carries_the_papers_recipe():
     assert setting == ("preact-resnet18", "cifar10", True, 10)
     info = DATASETS.get("cifar10")  # ε and step left to the dataset: 8/255 and 2/255
     assert at_cfa.eps is None and math.isclose(info.default_eps, 8 / 255) and math.isclose(info.default_step, 2 / 255)
-    assert (at_cfa.select, at_cfa.select_score, at_cfa.select_after) == ("pgd10", "acc+worst", 0.5)
-    assert at_cfa.aa_n is None and at_cfa.eval_n is None and at_cfa.scenario.heldout == "cfa_val"
+    planned = next(r for r in _runs("table1_cfa") if r.key == "CIFAR-10/AT + CFA")
+    # CFA train.py: second half, within 0.02 of the best PGD-10 avg + worst so far, plus the last 5; AA decides
+    assert planned.selection == CFASelect("pgd10", "test", "acc+worst", 0.02, 5, 0.5, "aa")
+    assert planned.evaluation == Evaluation(("clean", "aa"))  # the whole test set at the paper profile
+    assert at_cfa.eval_n is None and at_cfa.scenario.heldout == "cfa_val"
+    tiny = next(r for r in _runs("table4_cfa") if r.key == "Tiny-ImageNet/AT")
+    assert tiny.selection.score == "acc+worst20"  # App. C.1: the worst 20% of classes replace the worst class
     hp = resolved_hparams(at_cfa.method, at_cfa.hp_dict)
     assert hp["bn_mode"] == "train" and (hp["cfa.decay"], hp["cfa.threshold"], hp["cfa.start_epoch"]) == (0.85, 0.2, 50)
     assert resolved_hparams("trades+cfa", _config("table1_cfa", "CIFAR-10/TRADES + CFA").hp_dict)["loss_scale"] == "cfa"
@@ -100,7 +107,7 @@ def test_paper_profile_carries_the_papers_recipe():
 def test_frl_fine_tunes_cfas_pgd_at_stopped_before_its_first_lr_drop():
     at, start = _config("table1_cfa", "CIFAR-10/AT", seed=3), _config("table1_cfa", HOT_START, seed=3)
     assert (start.epochs, start.milestones) == (100, (100, 150))  # = epoch 100 of the 200-epoch run
-    assert dataclasses.replace(start, epochs=200, final_attacks=at.final_attacks) == at
+    assert dataclasses.replace(start, epochs=200) == at
     for row, method in (("CIFAR-10/FRL", "frl_rwrm"), ("CIFAR-10/FRL + EMA", "frl_rwrm+ema")):
         frl = _config("table1_cfa", row, seed=3)
         assert (frl.method, frl.init_from, frl.scenario.heldout) == (method, start.run_id(), "frl_meta")
@@ -114,7 +121,9 @@ def test_frl_fine_tunes_cfas_pgd_at_stopped_before_its_first_lr_drop():
 
 def test_shorter_profiles_scale_the_epoch_hyperparameters_and_subsample_autoattack():
     fast = _config("table1_cfa", "CIFAR-10/AT + CFA", "fast")
-    assert (fast.epochs, fast.milestones, fast.aa_n) == (20, (10, 15), 1000)
+    assert (fast.epochs, fast.milestones) == (20, (10, 15))
+    fast_run = next(r for r in _runs("table1_cfa", "fast") if r.key == "CIFAR-10/AT + CFA")
+    assert (fast_run.evaluation.n, fast_run.evaluation.aa_n) == (None, 1000)
     hp = resolved_hparams(fast.method, fast.hp_dict)
     assert (hp["cfa.start_epoch"], hp["cfa.begin_epoch"]) == (5, 1)  # 50 and 10 of 200 epochs
     smoke = _config("table3_cfa", "CIFAR-10/AT + EMA", "smoke")
@@ -148,9 +157,11 @@ def smoke_store(tmp_path_factory):
     """The smoke runs behind Tables 1–3 (FRL after its hot start) and Figs. 4, 5, 7, trained once on
     CIFAR-10-JPEG."""
     store = RunStore(tmp_path_factory.mktemp("cfa_runs"))
-    planned = {r.key: r.config for t in TABLES[:3] for r in lookup(t).runs("smoke", SMOKE_DATA) if r.config}
-    results = {name: train_run(planned[name], store.run_dir(planned[name])) for name in SMOKE_RUNS}
-    return store, {name: store.run_dir(planned[name]) for name in SMOKE_RUNS}, results
+    planned = {r.key: r for t in TABLES[:3] for r in lookup(t).runs("smoke", SMOKE_DATA) if r.config}
+    results = {name: train_run(planned[name].config, store.run_dir(planned[name].config),
+                               evaluation=planned[name].evaluation, selection=planned[name].selection)
+               for name in SMOKE_RUNS}
+    return store, {name: store.run_dir(planned[name].config) for name in SMOKE_RUNS}, results
 
 
 def test_a_smoke_run_fills_its_cells_in_the_published_unit(smoke_store):

@@ -12,6 +12,7 @@ from bench.experiments.figures import draw
 from bench.experiments.render import collect
 from bench.published import load_published
 from bench.store import RunStore
+from bench.selection import Best
 from bench.train import train_run
 from methods.universal_inverse import reference_start
 
@@ -60,7 +61,7 @@ def test_cells_match_the_published_layout_and_read_what_their_runs_measure():
             for cell in cells:
                 run = runs[cell.run]
                 if run.config is not None and cell.stat == "acc":
-                    assert cell.attack in run.config.final_attacks, (name, cell)
+                    assert cell.attack in run.evaluation.attacks, (name, cell)
 
 
 def test_paper_profile_carries_the_papers_settings():
@@ -69,14 +70,17 @@ def test_paper_profile_carries_the_papers_settings():
     assert (uiat.model, uiat.epochs, uiat.schedule, uiat.nesterov, uiat.lr, uiat.weight_decay) == \
         ("resnet18", 100, "onecycle", True, 0.1, 5e-4)
     assert math.isclose(uiat.eps, 8 / 255) and math.isclose(uiat.step_size, 2 / 255)
-    assert uiat.attack_steps == 10 and uiat.aa_n is None and uiat.seed == 0 and uiat.hp == ()
-    assert set(uiat.final_attacks) == {"clean", "pgd20", "cw", "aa"}
+    assert uiat.attack_steps == 10 and uiat.seed == 0 and uiat.hp == ()
+    planned = t1["CIFAR-10/ResNet-18/UIAT"]
+    assert set(planned.evaluation.attacks) == {"clean", "pgd20", "cw", "aa"} and planned.evaluation.aa_n is None
+    assert planned.selection.spec() == "best"  # HAT's code: best PGD-20 on test; the cells read `last`
+    assert t1["CIFAR-10/ResNet-18/helper"].selection.spec() == "best:attack=clean"  # HAT §4.1's helper
     svhn = t1["SVHN/ResNet-18/UIAT (One-off)"].config
     assert svhn.epochs == 30 and math.isclose(svhn.step_size, 1 / 255) and dict(svhn.hp) == {"lam": 3.0}
     assert math.isclose(svhn.eval_step_size, 2 / 255) and uiat.eval_step_size is None  # PGD-20 step 2/255 (§4.2)
     assert dict(t1["CIFAR-10/ResNet-18/MART"].config.hp) == {"beta": 5.0}
     helper, hat = t1["CIFAR-100/ResNet-18/helper"], t1["CIFAR-100/ResNet-18/HAT"]
-    assert (helper.config.method, helper.config.epochs, helper.config.select) == ("natural", 50, "clean")
+    assert (helper.config.method, helper.config.epochs, helper.selection) == ("natural", 50, Best(attack="clean"))
     assert dict(hat.config.hp) == {"helper": helper.config.run_id()} and hat.needs == (helper.config.run_id(),)
     uiat16 = _by_key("table3_uiat")["eps=16/255/UIAT"].config  # ε′ = α′ = 4/255 at every ε
     assert math.isclose(uiat16.eps, 16 / 255)
@@ -120,7 +124,9 @@ def test_fast_profile_is_short_but_keeps_every_schedule_inside_training():
             cfg, paper = run.config, _by_key(name)[run.key].config
             assert cfg.epochs <= 0.15 * paper.epochs or cfg.epochs <= 6, (name, run.key)
             without_helper = [[pair for pair in c.hp if pair[0] != "helper"] for c in (cfg, paper)]
-            assert cfg.aa_n == 1000 and cfg.model == paper.model and without_helper[0] == without_helper[1], run.key
+            assert run.evaluation is None or run.evaluation.aa_n == 1000, run.key  # figures from records: None
+            assert cfg.model == paper.model, run.key
+            assert without_helper[0] == without_helper[1], run.key
             hp = {"momentum_start": "0.75", "start_fraction": "0.8", "uiat.start_fraction": "0.8", **dict(cfg.hp)}
             if cfg.method == "uiat":  # the momentum start T
                 assert reference_start(float(hp["momentum_start"]), cfg.epochs, "T") < cfg.epochs, (name, run.key)
@@ -147,7 +153,8 @@ def smoke_store(tmp_path_factory):
         env.setenv("BENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
         store = RunStore(tmp_path_factory.mktemp("runs"))
         runs = _by_key_substituted("table1_uiat")
-        results = {key: train_run(runs[key].config, store.run_dir(runs[key].config)) for key in SMOKE_KEYS}
+        results = {key: train_run(runs[key].config, store.run_dir(runs[key].config), evaluation=runs[key].evaluation,
+                                  selection=runs[key].selection) for key in SMOKE_KEYS}
         yield store, results
 
 

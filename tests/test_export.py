@@ -1,5 +1,5 @@
 """`status --json` and `export --format csv|parquet` on a real smoke run: one tidy row per (run, checkpoint,
-attack, class) of every per-epoch, final and `bench eval` evaluation, equal to the stored JSON."""
+attack, class) of every per-epoch and stored (training's final, `bench eval`) evaluation, equal to the stored JSON."""
 import gzip
 import json
 from pathlib import Path
@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
+from bench.selection import Best
 
 SMALL = ["--method", "pgd_at", "--dataset", "fmnist", "--model", "tiny-cnn", "--epochs", "2",
          "--attack-steps", "1", "--eval-n", "32", "--final-attacks", "clean"]
@@ -44,7 +45,8 @@ def store(tmp_path_factory):
 
 def test_later_evaluations_keep_the_earlier_attacks(store):
     root, run_id = store
-    assert set(json.loads((root / run_id / "eval-last.json").read_text())["attacks"]) == {"clean", "pgd10"}
+    saved = sorted(p.name.split("-")[0] for p in (root / run_id / "evals" / "model-e0001").glob("*.json"))
+    assert saved == ["clean", "pgd10"]  # `eval --attacks clean` reused training's; pgd10 was added beside it
 
 
 def test_status_json_lists_every_run_state(store, capsys):
@@ -71,14 +73,15 @@ def test_export_writes_one_row_per_run_checkpoint_attack_and_class(store, tmp_pa
     table = read(out)
     keys = ["run_id", "source", "checkpoint", "epoch", "attack", "class"]
     assert not table.duplicated(keys).any()
-    best = json.loads((root / run_id / "result.json").read_text())["best"]["epoch"]
+    best = Best().choose([json.loads(line) for line in (root / run_id / "records.jsonl").read_text().splitlines()], 2)
     evaluations = table.groupby(["source", "checkpoint", "epoch", "attack"]).size().to_dict()
     assert evaluations == {("train", "epoch", 0, "clean"): 10, ("train", "epoch", 0, "pgd20"): 10,
                            ("train", "epoch", 1, "clean"): 10, ("train", "epoch", 1, "pgd20"): 10,
-                           ("final", "last", 1, "clean"): 10, ("final", "best", best, "clean"): 10,
-                           ("eval", "last", 1, "clean"): 10, ("eval", "last", 1, "pgd10"): 10}
-    result = json.loads((root / run_id / "result.json").read_text())["checkpoints"]["last"]["attacks"]["clean"]
-    final = table[(table.source == "final") & (table.checkpoint == "last")].sort_values("class")
+                           ("eval", f"model@e{best}", best, "clean"): 10,
+                           ("eval", "model@e1", 1, "clean"): 10, ("eval", "model@e1", 1, "pgd10"): 10}
+    [saved] = (root / run_id / "evals" / "model-e0001").glob("clean-*.json")
+    result = json.loads(saved.read_text())["result"]
+    final = table[(table.source == "eval") & (table.checkpoint == "model@e1") & (table.attack == "clean")].sort_values("class")
     assert final["class_acc"].tolist() == pytest.approx(result["per_class"])
     assert final["acc"].tolist() == pytest.approx([result["acc"]] * 10) and set(final["n"]) == {TEST_N}
     record = json.loads((root / run_id / "records.jsonl").read_text().splitlines()[1])["eval"]["attacks"]["pgd20"]

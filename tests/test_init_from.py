@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-import bench.train as training
+import bench.training.assemble as training
 from bench.cli import build_parser, config_from_args, main
 from bench.checkpoint_io import load_checkpoint
 from bench.config import RunConfig
@@ -16,7 +16,7 @@ from bench.store import RunStore
 from bench.train import train_run
 
 TINY = dict(dataset="fmnist", model="tiny-cnn", train_limit=128, epochs=1, attack_steps=1, eval_attacks=("clean",),
-            select="clean", final_attacks=("clean",), final_n=64, eval_n=32)
+            eval_n=32)
 UNKNOWN = "pgd_at_fmnist_tiny-cnn_s0-0123456789"
 BUILD = training.build_method
 

@@ -19,7 +19,9 @@ from bench.config import RunConfig
 from bench.data import DATASETS, Split
 from bench.evaluate import AttackSpec, EvalConfig, attack_specs, evaluate_tensors
 from bench.store import RunStore
-from bench.train import attack_budget, train_run
+from bench.eval_store import Evaluation
+from bench.train import train_run
+from bench.training.assemble import attack_budget
 from methods import METHODS, MethodContext, build_method
 from methods.base import Batch
 
@@ -183,10 +185,10 @@ def test_unsupported_method_refuses_l2_before_any_run_folder_exists(tmp_path):
 
 def test_pgd_at_trains_one_l2_epoch_and_records_the_norm(tmp_path):
     cfg = RunConfig(method="pgd_at", dataset="fmnist", model="tiny-cnn", norm="l2", eps=EPS, train_limit=128,
-                    epochs=1, eval_attacks=("clean", "pgd20"), eval_n=32, final_attacks=("clean", "pgd20"), final_n=64)
+                    epochs=1, eval_attacks=("clean", "pgd20"), eval_n=32)
     run = RunStore(tmp_path).run_dir(cfg)
-    result = train_run(cfg, run)
-    assert (result["norm"], result["eps"], result["step_size"]) == ("l2", EPS, EPS / 4)
+    result = train_run(cfg, run, evaluation=Evaluation(("clean", "pgd20"), n=64))
+    assert json.loads(run.config_file.read_text())["resolved"]["step_size"] == EPS / 4
     for evaluation in result["checkpoints"].values():
         specs = {name: a["spec"] for name, a in evaluation["attacks"].items()}
         assert {s["norm"] for s in specs.values()} == {"l2"} and specs["pgd20"]["eps"] == EPS

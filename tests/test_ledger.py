@@ -6,7 +6,8 @@ import json
 import pytest
 import torch
 
-import bench.train as training
+import bench.eval_store as eval_store
+import bench.training.assemble as training
 from bench.cli import main
 from bench.data import load_dataset
 from bench.experiments import EXPERIMENTS, FIGURES
@@ -26,7 +27,7 @@ TEST_IMAGES = 256
 def smoke(tmp_path_factory):
     """Two finished smoke runs of table1_bilaw in a run store, and a ledger made from them by the CLI."""
     store = RunStore(tmp_path_factory.mktemp("runs"))
-    planned = {r.key: r.config for r in EXPERIMENTS.get("table1_bilaw").runs("smoke")}
+    planned = {r.key: r for r in EXPERIMENTS.get("table1_bilaw").runs("smoke")}
 
     def short_test(name, root=None):
         train, test = load_dataset(name, root)
@@ -34,12 +35,16 @@ def smoke(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(training, "load_dataset", short_test)
+        patch.setattr(eval_store, "load_dataset", short_test)
         for key in KEYS:
-            train_run(planned[key], store.run_dir(planned[key]))
+            train_run(planned[key].config, store.run_dir(planned[key].config), evaluation=planned[key].evaluation,
+                      selection=planned[key].selection)
     ledger_dir = tmp_path_factory.mktemp("results")
     assert main(["ledger", "add", "table1_bilaw", "--profile", "smoke", "--runs-dir", str(store.root),
                  "--out", str(ledger_dir)]) == 0
-    return store, Ledger(ledger_dir), {key: store.run_dir(planned[key]) for key in KEYS}
+    return store, Ledger(ledger_dir), {key: eval_store.EvaluatedRun(store.run_dir(planned[key].config),
+                                                                    planned[key].evaluation, planned[key].selection)
+                                       for key in KEYS}
 
 
 def test_one_file_per_run_checkpoint_and_evaluation_a_cell_reads(smoke):
@@ -50,12 +55,12 @@ def test_one_file_per_run_checkpoint_and_evaluation_a_cell_reads(smoke):
     plain = runs[KEYS[1]]
     assert sorted(p.name for p in (ledger.root / plain.path.name).iterdir())[0] == "last--aa.json"  # plain: the last
     entry = json.loads((ledger.root / at.path.name / "best--pgd20.json").read_text())
-    measured = at.result()["checkpoints"]["best"]["attacks"]["pgd20"]
-    assert entry["selection"] == at.result()["best"]
+    measured = at.checkpoint("best")["attacks"]["pgd20"]
+    assert entry["selection"] == at.selection("best") and entry["selection"]["rule"] == "best"
     assert entry["metrics"] == measured and entry["metrics"]["n"] == TEST_IMAGES
     assert entry["profile"] == "smoke" and entry["used_by"] == [{"table": "table1_bilaw", "profile": "smoke"}]
-    assert entry["config"] == at.config().to_dict() and entry["dataset"] == "fmnist" and entry["substitution"] is None
-    assert entry["method_hparams"] == json.loads(at.config_file.read_text())["method_hparams"]
+    assert entry["config"] == at.cfg.to_dict() and entry["dataset"] == "fmnist" and entry["substitution"] is None
+    assert entry["method_hparams"] == json.loads(at.run.config_file.read_text())["method_hparams"]
     (attempt,) = entry["environment"]
     assert attempt["threads"] == torch.get_num_threads() and attempt["precision"] == "fp32"
     assert attempt["torch"] == torch.__version__ and attempt["device"].startswith("cpu")

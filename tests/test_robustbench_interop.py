@@ -85,8 +85,8 @@ def test_export_then_eval_weights_round_trip(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
     runs = ["--runs-dir", str(tmp_path / "runs")]
     assert main([*runs, "train", "--method", "natural", "--dataset", "cifar10-jpeg", "--model", "preact-resnet18",
-                 "--epochs", "1", "--batch-size", "30", "--eval-attacks", "clean", "--select", "clean",
-                 "--final-attacks", "clean"]) == 0
+                 "--epochs", "1", "--batch-size", "30", "--eval-attacks", "clean",
+                 "--rule", "best:attack=clean", "--final-attacks", "clean"]) == 0
     run_id = next((tmp_path / "runs").iterdir()).name
     out = tmp_path / "rb.pt"
     assert main([*runs, "export", run_id, "--format", "robustbench", "--checkpoint", "last", "--out", str(out)]) == 0
@@ -100,19 +100,20 @@ def test_export_then_eval_weights_round_trip(tmp_path, monkeypatch, capsys):
     theirs = PreActResNet(PreActBlockV2, [2, 2, 2, 2], bn_before_fc=True).eval()
     theirs.load_state_dict(torch.load(out, weights_only=True)["state_dict"], strict=True)
     ours = build_model("preact-resnet18", 10).eval()
-    ours.load_state_dict(load_checkpoint(tmp_path / "runs" / run_id / "last.pt")["model"])
+    ours.load_state_dict(load_checkpoint(tmp_path / "runs" / run_id / "checkpoints" / "model-e0000.pt")["model"])
     x = torch.rand(4, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(theirs(x), ours(x), rtol=1e-5, atol=1e-5)
 
     attacks = ["--attacks", "clean,pgd10"]
     assert main([*runs, "eval", run_id, "--checkpoint", "last", *attacks]) == 0
-    stored = capsys.readouterr().out.split("]  ", 1)[1]
+    line = next(s for s in capsys.readouterr().out.splitlines() if s.strip().startswith("last (epoch 1)"))
+    stored = line.split(")", 1)[1].strip()
     assert main(["eval", "--weights", str(out), "--arch", "PreActResNet-18-V2", "--dataset", "cifar10-jpeg",
                  *attacks]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith(f"{out} [PreActResNet-18-V2]  ") and "n=20" in printed
-    assert printed.split("]  ", 1)[1] == stored  # the same numbers as the bench's own model under the same attacks
+    assert printed.split("]  ", 1)[1].strip() == stored  # the same numbers as the bench's own model under the same attacks
 
 
 def test_eval_weights_needs_an_architecture(tmp_path, capsys):

@@ -18,11 +18,13 @@ import torch
 from bench.cli import main
 from bench.checkpoint_io import load_checkpoint
 from bench.config import RunConfig
+from bench.eval_store import EvaluatedRun, Evaluation
 from bench.executors import SubmititExecutor
 from bench.executors.cluster import load_cluster
 from bench.experiments.base import PlannedRun
 from bench.experiments.grid import missing
 from bench.lease import last_job, slurm_states
+from bench.selection import Last
 from bench.store import RunStore
 from bench.train import train_run
 
@@ -44,7 +46,8 @@ pytestmark = [pytest.mark.slurm, pytest.mark.skipif(_cluster_problem() is not No
 
 TIMEOUT = 600
 TINY = dict(dataset="fmnist", model="tiny-cnn", epochs=1, train_limit=128, attack_steps=1, eval_attacks=("clean",),
-            select="clean", eval_n=32, final_attacks=("clean",), final_n=64)
+            eval_n=32)
+CLEAN, LAST = Evaluation(("clean",), n=64), Last()  # what the jobs evaluate after training
 
 
 def wait_for(condition, what: str, timeout: float = TIMEOUT, poll: float = 1.0) -> None:
@@ -93,7 +96,8 @@ def test_a_requeued_job_resumes_from_its_checkpoint_and_matches_an_uninterrupted
     cfg = RunConfig(method="pgd_at", **{**TINY, "epochs": 4, "train_limit": 8192, "attack_steps": 3})
     interrupted, uninterrupted = RunStore(tmp_path / "a"), RunStore(tmp_path / "b")
     for store in (interrupted, uninterrupted):
-        assert SubmititExecutor("slurm", cluster).run([PlannedRun("r", cfg)], store) == 0
+        planned = PlannedRun("r", cfg, evaluation=CLEAN, selection=LAST)
+        assert SubmititExecutor("slurm", cluster).run([planned], store) == 0
     run = interrupted.run_dir(cfg)
     job_id = last_job(run.path)["job_id"]
     wait_for(lambda: run.epochs_done() >= 1, "the first finished epoch", poll=0.2)
@@ -109,13 +113,15 @@ def test_a_requeued_job_resumes_from_its_checkpoint_and_matches_an_uninterrupted
     assert [r["epoch"] for r in run.records()] == [0, 1, 2, 3]
     a, b = (load_checkpoint(s.run_dir(cfg).last_ckpt)["model"] for s in (interrupted, uninterrupted))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert run.result()["checkpoints"] == uninterrupted.run_dir(cfg).result()["checkpoints"]
+    a, b = (EvaluatedRun(s.run_dir(cfg), CLEAN, LAST).summary()["checkpoints"] for s in (interrupted, uninterrupted))
+    assert a == b and a["last"] is not None
 
 
 def test_a_failing_run_is_reported_with_its_log_and_resubmitted(tmp_path, cluster, capsys):
     store = RunStore(tmp_path)
-    helper = PlannedRun("helper", RunConfig(method="natural", **TINY))
-    hat = PlannedRun("hat", RunConfig(method="hat", hp=(("helper", helper.config.run_id()),), **TINY))
+    helper = PlannedRun("helper", RunConfig(method="natural", **TINY), evaluation=CLEAN, selection=LAST)
+    hat = PlannedRun("hat", RunConfig(method="hat", hp=(("helper", helper.config.run_id()),), **TINY),
+                     evaluation=CLEAN, selection=LAST)
     assert SubmititExecutor("slurm", cluster).run([hat], store) == 0  # its helper is not trained yet: it raises
     first = last_job(store.run_dir(hat.config).path)
     wait_for(lambda: job_state(first["job_id"]) == "FAILED", "the job to fail")
@@ -124,7 +130,7 @@ def test_a_failing_run_is_reported_with_its_log_and_resubmitted(tmp_path, cluste
     status = capsys.readouterr().out
     assert "failed" in status and first["log"] in status and "does not exist" in status
     assert "does not exist" in Path(first["log"]).read_text()
-    train_run(helper.config, store.run_dir(helper.config))
+    train_run(helper.config, store.run_dir(helper.config), evaluation=CLEAN, selection=LAST)
     todo = missing([hat], store)
     assert todo == [hat]
     assert SubmititExecutor("slurm", cluster).run(todo, store) == 0

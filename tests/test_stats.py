@@ -1,5 +1,6 @@
 """The uncertainty a cell carries (binomial from its n, over seeds, of a difference) and the 2-se judgement."""
 import json
+from dataclasses import dataclass
 import math
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 from bench.experiments.base import Cell
 from bench.experiments.stats import (NOT_DISTINGUISHABLE, STATS, Accepted, Measured, binomial_se, difference, judge,
                                      se_in_unit, seeds_se)
-from bench.store import RunDir
+
 
 
 def test_binomial_se_is_the_agresti_coull_standard_error():
@@ -62,11 +63,23 @@ def test_se_is_converted_to_the_published_unit():
     assert se_in_unit(Measured(120.0, "seconds", 6.0), "other:min/epoch") == pytest.approx(0.1)
 
 
-def _run(tmp_path, attacks: dict, triple: dict | None = None, num_classes: int = 10) -> RunDir:
+@dataclass
+class _Evaluated:
+    """What a statistic reads of a run (bench.eval_store.EvaluatedRun's reading side): stored evaluations by
+    checkpoint name, the class count and the epoch records."""
+    checkpoints: dict
+    num_classes: int
+
+    def checkpoint(self, name: str) -> dict | None:
+        return self.checkpoints.get(name)
+
+    def records(self) -> list:
+        return []
+
+
+def _run(tmp_path, attacks: dict, triple: dict | None = None, num_classes: int = 10) -> _Evaluated:
     checkpoint = {"attacks": attacks, **({"error_triple": triple} if triple else {})}
-    (tmp_path / "result.json").write_text(json.dumps({"num_classes": num_classes,
-                                                      "checkpoints": {"best": checkpoint}}))
-    return RunDir(tmp_path)
+    return _Evaluated({"best": checkpoint}, num_classes)
 
 
 def test_cell_statistics_carry_the_binomial_se_of_their_images(tmp_path):
@@ -85,18 +98,21 @@ def test_cell_statistics_carry_the_binomial_se_of_their_images(tmp_path):
 
 def test_a_run_records_its_threads_and_device_and_its_cells_their_se(tmp_path):
     from bench.config import RunConfig
+    from bench.eval_store import Evaluation
     from bench.experiments.base import Experiment, PlannedRun
+    from bench.selection import Best
     from bench.experiments.render import collect
     from bench.store import RunStore
     from bench.train import train_run
 
     column = "Tiny-CNN / perturbation: ℓ∞ / ε = 0.1 / Clean"
-    config = RunConfig(method="natural", train_limit=64, epochs=1, attack_steps=1, eval_attacks=("clean",),
-                       select="clean", eval_n=32, final_attacks=("clean",), final_n=64)
+    config = RunConfig(method="natural", train_limit=64, epochs=1, attack_steps=1, eval_attacks=("clean",), eval_n=32)
+    evaluation, rule = Evaluation(("clean",), n=64), Best(attack="clean")
     experiment = Experiment("t", "bilaw", "table1", "t", lambda profile: [PlannedRun("plain", config)],
-                            lambda: [Cell("F-MNIST / plain", column, "plain", attack="clean")])
+                            lambda: [Cell("F-MNIST / plain", column, "plain", attack="clean")],
+                            evaluation=lambda profile, run: evaluation, selection=lambda run: rule)
     store = RunStore(tmp_path)
-    result = train_run(config, store.run_dir(config))
+    result = train_run(config, store.run_dir(config), evaluation=evaluation, selection=rule)
     run = store.run_dir(config)
     machine = json.loads(run.config_file.read_text())["machine"]
     assert machine["threads"] == torch.get_num_threads() and machine["device"] == "cpu"

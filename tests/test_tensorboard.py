@@ -9,7 +9,7 @@ from bench.tensorboard_log import TensorBoardLog, scalars, step_of
 from bench.train import train_run
 
 SMALL = dict(dataset="fmnist", model="tiny-cnn", train_limit=256, batch_size=128, attack_steps=2,
-             eval_attacks=("clean", "pgd20"), eval_n=64, final_attacks=("clean",))
+             eval_attacks=("clean", "pgd20"), eval_n=64)
 
 
 def events(path) -> EventAccumulator:

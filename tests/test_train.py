@@ -1,5 +1,4 @@
 """The training loop on real Fashion-MNIST: smoke runs of every plugin, kill-and-resume, skip when done."""
-import json
 import os
 import signal
 import subprocess
@@ -11,13 +10,15 @@ import torch
 
 from bench.checkpoint_io import load_checkpoint
 from bench.config import RunConfig
+from bench.eval_store import Evaluation
 from bench.store import RunStore
 from bench.train import train_run
 from bench.data.scenarios import ScenarioConfig
 from methods import METHODS, required_heldout
 
 SMALL = dict(dataset="fmnist", model="tiny-cnn", train_limit=512, batch_size=128, attack_steps=2,
-             eval_attacks=("clean", "pgd20"), eval_n=128, final_attacks=("clean",))
+             eval_attacks=("clean", "pgd20"), eval_n=128)
+CLEAN = Evaluation(("clean",))  # the evaluation after training: clean accuracy of best and last
 
 
 # Compositions named in the papers' tables, with the overrides that make their add-ons act in one epoch.
@@ -40,7 +41,7 @@ def natural_helper(tmp_path_factory):
     """A naturally trained tiny-CNN run (HAT's helper model), trained once for the module."""
     store = RunStore(tmp_path_factory.mktemp("helper"))
     cfg = RunConfig(method="natural", epochs=1, **SMALL)
-    train_run(cfg, store.run_dir(cfg))
+    train_run(cfg, store.run_dir(cfg), evaluation=None)
     return str(store.run_dir(cfg).path)
 
 
@@ -58,7 +59,7 @@ def test_every_method_trains_one_short_epoch(method, tmp_path, request):
     helper = request.getfixturevalue("natural_helper") if method.split("+")[0] == "hat" else None
     cfg = smoke_config(method, helper)
     store = RunStore(tmp_path)
-    result = train_run(cfg, store.run_dir(cfg))
+    result = train_run(cfg, store.run_dir(cfg), evaluation=CLEAN)
     run = store.run_dir(cfg)
     rec = run.records()
     assert len(rec) == 1 and torch.isfinite(torch.tensor(rec[0]["train_loss"]))
@@ -71,7 +72,7 @@ def test_every_method_trains_one_short_epoch(method, tmp_path, request):
         assert "last_ema" in result["checkpoints"]
         assert set(rec[0]["eval_averaged"]["ema"]["attacks"]) == {"clean", "pgd20"}
     frozen = smoke_config(method, helper, lr=0.0)
-    train_run(frozen, store.run_dir(frozen))
+    train_run(frozen, store.run_dir(frozen), evaluation=None)
     trained = load_checkpoint(run.last_ckpt)["model"]
     initial = load_checkpoint(store.run_dir(frozen).last_ckpt)["model"]
     assert any(not torch.equal(trained[k], initial[k]) for k in initial), "training did not change the weights"
@@ -80,11 +81,11 @@ def test_every_method_trains_one_short_epoch(method, tmp_path, request):
 def test_finished_run_is_not_trained_again(tmp_path):
     cfg = RunConfig(method="natural", epochs=1, **SMALL)
     run = RunStore(tmp_path).run_dir(cfg)
-    train_run(cfg, run)
-    stamp = run.last_ckpt.stat().st_mtime_ns
-    again = train_run(cfg, run)
-    assert run.last_ckpt.stat().st_mtime_ns == stamp
-    assert again == json.loads(run.result_file.read_text())
+    first = train_run(cfg, run, evaluation=CLEAN)
+    stamps = {p: p.stat().st_mtime_ns for p in run.path.rglob("*") if p.is_file() and p.name != "environment.jsonl"}
+    again = train_run(cfg, run, evaluation=CLEAN)
+    assert again == first
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # weights and evaluations reused, not rewritten
 
 
 def _train_cmd(runs, epochs):
@@ -122,6 +123,8 @@ def test_kill_and_resume_gives_identical_weights(tmp_path):
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert [r["epoch"] for r in run.records()] == [0, 1, 2]
+    kept = sorted(p.name for p in next(straight.glob("*/checkpoints")).iterdir())
+    assert kept == sorted(p.name for p in run.checkpoints_dir.iterdir())  # the same candidates kept
 
 
 class _Interrupt(Exception):
@@ -132,12 +135,12 @@ class _Interrupt(Exception):
 def test_interrupted_method_resumes_to_the_same_weights(method, tmp_path, request, monkeypatch):
     """Stop a 2-epoch run before its second epoch, resume it: the weights equal an uninterrupted run's, so
     the method's own state (class budgets, memories, meta-networks, generators) was saved and restored."""
-    import bench.train as training
+    import bench.training.assemble as training
 
     helper = request.getfixturevalue("natural_helper") if method.split("+")[0] == "hat" else None
     cfg = smoke_config(method, helper, epochs=2, eval_every=2)
     straight = RunStore(tmp_path / "straight").run_dir(cfg)
-    train_run(cfg, straight)
+    train_run(cfg, straight, evaluation=None)
 
     build = training.build_method
 
@@ -156,35 +159,17 @@ def test_interrupted_method_resumes_to_the_same_weights(method, tmp_path, reques
     resumed = RunStore(tmp_path / "resumed").run_dir(cfg)
     monkeypatch.setattr(training, "build_method", build_then_stop_at_epoch_1)
     with pytest.raises(_Interrupt):
-        train_run(cfg, resumed)
+        train_run(cfg, resumed, evaluation=None)
     monkeypatch.setattr(training, "build_method", build)
-    train_run(cfg, resumed)
+    train_run(cfg, resumed, evaluation=None)
     a = load_checkpoint(straight.last_ckpt)
     b = load_checkpoint(resumed.last_ckpt)
     for k in a["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0, msg=k)
 
 
-def test_cfa_selection_rule_picks_best_overall_plus_worst_class_among_late_epochs(tmp_path):
-    cfg = RunConfig(method="pgd_at+ema", epochs=4, hp=(("ema.start_epoch", "1"),), select_score="acc+worst",
-                    select_after=0.5, **SMALL)
-    run = RunStore(tmp_path).run_dir(cfg)
-    result = train_run(cfg, run)
-    records = run.records()
-
-    def score(evaluation):
-        return evaluation["attacks"]["pgd20"]["acc"] + evaluation["attacks"]["pgd20"]["worst_class_acc"]
-
-    late = [r for r in records if r["epoch"] + 1 >= 2]
-    assert result["best"]["epoch"] == max(late, key=lambda r: score(r["eval"]))["epoch"]
-    best_ema = max(late, key=lambda r: score(r["eval_averaged"]["ema"]))["epoch"]
-    assert result["best"]["averaged"]["ema"]["epoch"] == best_ema
-    assert "accuracy + worst-class accuracy on the first 128 test images among epochs ≥ 0.5·4" in result["best"]["rule"]
-    assert {"last", "best", "last_ema", "best_ema"} <= set(result["checkpoints"])
-
-
 def test_each_epoch_record_holds_the_lr_that_epoch_trained_at(tmp_path):
     cfg = RunConfig(method="natural", epochs=3, milestones=(1, 2), **{**SMALL, "train_limit": 256, "eval_n": 32})
     store = RunStore(tmp_path)
-    train_run(cfg, store.run_dir(cfg))
+    train_run(cfg, store.run_dir(cfg), evaluation=None)
     assert [r["lr"] for r in store.run_dir(cfg).records()] == pytest.approx([0.1, 0.01, 0.001])

@@ -21,11 +21,14 @@ from bench.cli import main
 from bench.config import RunConfig
 from bench.executors import SubmititExecutor
 from bench.executors.cluster import load_cluster
+from bench.eval_store import Evaluation
 from bench.experiments.base import PlannedRun
+from bench.selection import Last
 from bench.store import RunStore
 
 ONE_RUN = RunConfig(method="pgd_at", dataset="fmnist", model="tiny-cnn", epochs=1, train_limit=128, attack_steps=1,
-                    eval_attacks=("clean",), select="clean", eval_n=32, final_attacks=("clean",), final_n=64)
+                    eval_attacks=("clean",), eval_n=32)
+ONE_EVALUATION = Evaluation(("clean",), n=64)
 
 
 def wait_finished(store: RunStore, expected: int, timeout_s: float) -> dict[str, int]:
@@ -57,7 +60,7 @@ def main_(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
         one = RunStore(Path(tmp) / "one")
         began = time.perf_counter()
-        SubmititExecutor("slurm", cluster).run([PlannedRun("one", ONE_RUN)], one)
+        SubmititExecutor("slurm", cluster).run([PlannedRun("one", ONE_RUN, evaluation=ONE_EVALUATION, selection=Last())], one)
         submitted = time.perf_counter() - began
         wait_finished(one, 1, args.timeout)
         print(f"one-run job: submitted in {submitted:.1f} s, done {time.perf_counter() - began:.1f} s after submission")

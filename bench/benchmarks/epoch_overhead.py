@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from bench.config import RunConfig
 from bench.data import DATASETS, load_dataset
 from bench.store import RunStore
-from bench.train import Runtime, make_model, train_run
+from bench.train import train_run
+from bench.training.assemble import Runtime, make_model
 
 
 def hand_epoch(model, x_all, y_all, batches: int, eps: float, step: float, opt, gen) -> float:
@@ -57,7 +58,7 @@ def main() -> None:
     x_all, y_all = train.x[:n].to(device), train.y[:n].to(device)
 
     cfg = RunConfig(method="pgd_at", dataset="fmnist", model="tiny-cnn", train_limit=n, epochs=args.epochs,
-                    lr=0.01, eval_attacks=("clean",), select="clean", eval_n=128, final_attacks=("clean",))
+                    lr=0.01, eval_attacks=("clean",), eval_n=128)
     model = make_model(cfg, info, Runtime(device))
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     gen = torch.Generator().manual_seed(0)
@@ -69,7 +70,7 @@ def main() -> None:
     hand = hand_epochs()  # before and after the bench's epochs, so drift in machine speed hits both sides
     with tempfile.TemporaryDirectory() as tmp:
         run = RunStore(tmp).run_dir(cfg)
-        train_run(cfg, run, Runtime(device))
+        train_run(cfg, run, Runtime(device), evaluation=None)
         ours = [r["train_seconds"] for r in run.records()]
     hand += hand_epochs()
     h, o = statistics.median(hand), statistics.median(ours)

@@ -8,7 +8,8 @@ from bench.experiments.base import PlannedRun
 from bench.lease import RunLease
 from bench.progress import duration, say
 from bench.store import RunStore
-from bench.train import Runtime, train_run
+from bench.train import train_run
+from bench.training.assemble import Runtime
 
 LOCAL_LEASE_HOURS = 24 * 7  # only read from another host; here the lease lives exactly as long as this process
 
@@ -28,11 +29,12 @@ class LocalExecutor:
                 holder = lease.read()
                 say(f"{head}: skipped, taken on by {holder.describe() if holder else 'another process'}")
                 continue
-            say(f"{head}: training {run_dir.path.name} ({run.config.epochs} epochs)")
+            doing = "evaluating {}" if run_dir.status() == "done" else f"training {{}} ({run.config.epochs} epochs)"
+            say(f"{head}: {doing.format(run_dir.path.name)}")
             began = time.monotonic()
             try:
-                result = train_run(run.config, run_dir, self.runtime)
-                say(f"{head}: done in {duration(time.monotonic() - began)}; {_summary(result)}")
+                summary = train_run(run.config, run_dir, self.runtime, run.evaluation, run.selection)
+                say(f"{head}: done in {duration(time.monotonic() - began)}; {_summary(summary)}")
             except (FileNotFoundError, ValueError) as err:  # a dataset absent here, a damaged file (DamagedFile),
                 # a diverged run (Diverged): this run fails, named in one line; the others go on
                 failed += 1
@@ -42,6 +44,10 @@ class LocalExecutor:
         return failed
 
 
-def _summary(result: dict) -> str:
-    best = result["checkpoints"]["best"]["attacks"]
-    return "best checkpoint: " + ", ".join(f"{name} {100 * best[name]['acc']:.1f}%" for name in result["attacks"])
+def _summary(summary: dict | None) -> str:
+    first = next((name for name, ev in (summary or {}).get("checkpoints", {}).items() if ev), None)
+    if first is None:
+        return "nothing evaluated"
+    ev = summary["checkpoints"][first]
+    return f"{first} checkpoint (epoch {ev['epoch'] + 1}): " + ", ".join(
+        f"{name} {100 * a['acc']:.1f}%" for name, a in ev["attacks"].items())

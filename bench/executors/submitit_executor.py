@@ -92,7 +92,9 @@ class SubmititExecutor:
             executor = self._executor(store, chunk, dependency)
             with executor.batch():
                 submitted = [executor.submit(TrainJob(), run.config.to_dict(), str(store.run_dir(run.config).path),
-                                             self.device, self.data_root) for run in chunk]
+                                             self.device, self.data_root,
+                                             None if run.evaluation is None else run.evaluation.to_dict(),
+                                             run.selection.to_dict()) for run in chunk]
             jobs += list(zip(submitted, chunk))
         return jobs
 

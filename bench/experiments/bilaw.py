@@ -12,8 +12,11 @@ step ε/4 for training, PGD-20 (step ε/4) for testing, AutoAttack on the first 
 Table 1's ℓ2 columns use the same recipe in the ℓ2 ball (`norm="l2"`, ε = 0.3): PGD steps along the
 ℓ2-normalised gradient with step ε/4 = 0.075 (the paper's "radius divided by 4" for every attack; the ℓ2 step
 rule itself is unstated [AMBIG]), uniform starts in the ℓ2 ball, and standard AutoAttack with norm "L2".
-Checkpoint: BiLAW stops early on validation set #2; the bench's `best` picks by PGD-20 on the first 1000 test
-images for every method instead [AMBIG, recorded in each result]. One seed (the paper gives no seeds).
+Checkpoint: BiLAW stops early on its validation set #2 (§4.1: two validation sets of 1000 carved from the training
+set, "one to learn the auxiliary network, the second for early stopping"), so its rows monitor `val_stop` and
+select the highest PGD-20 accuracy there; the paper gives no rule for its baselines, which train on the full
+training set: they keep the common early-stopping rule (Rice et al. 2020), highest PGD-20 accuracy on the first
+1000 test images [AMBIG], which the tables' headers name as selection on test data. One seed.
 
 Quick profile, Table 1 (the README's first job): only the F-MNIST Tiny-CNN ℓ∞ plain, AT and BiLAW cells, 3 epochs
 (lr drop at 2) on the first 10 000 training images, clean and PGD-20 on the first 2000 test images, AA on the first
@@ -34,7 +37,9 @@ import dataclasses
 from typing import Any
 
 from bench.config import RunConfig
+from bench.eval_store import Evaluation
 from bench.experiments.base import Cell, Experiment, PlannedRun, register
+from bench.selection import Best, Last, Rule
 from methods import required_heldout
 
 Hp = tuple[tuple[str, str], ...]
@@ -48,8 +53,30 @@ def _config(method: str, hp: Hp, dataset: str, model: str, eps: float, settings:
     cfg = RunConfig(**{**dict(method=method, hp=hp, dataset=dataset, model=model, lr=0.1, momentum=0.9,
                               weight_decay=2e-4, batch_size=128, norm=norm, eps=eps, step_size=eps / 4), **settings})
     heldout = required_heldout(method)  # BiLAW's validation sets, carved out of its own training set
-    return cfg if heldout is None else dataclasses.replace(cfg, scenario=dataclasses.replace(cfg.scenario,
-                                                                                             heldout=heldout))
+    if heldout is None:
+        return cfg
+    return dataclasses.replace(cfg, scenario=dataclasses.replace(cfg.scenario, heldout=heldout),
+                               monitor_on=(STOP_SET,))
+
+
+STOP_SET = "val_stop"  # BiLAW's validation set #2 (§4.1), the one it early-stops on
+BILAW_RULE = Best(attack="pgd20", on=STOP_SET)
+BASELINE_RULE = Best(attack="pgd20", on="test")  # the paper gives none for its baselines [AMBIG]
+
+
+def selection(run: PlannedRun) -> Rule:
+    """BiLAW rows: early stopping on val_stop (§4.1); plain training: the last epoch (nothing robust to select
+    on); the other baselines: best PGD-20 on the monitored test images [AMBIG]."""
+    if STOP_SET in run.config.monitor_on:
+        return BILAW_RULE
+    return Last() if run.config.method == "natural" else BASELINE_RULE
+
+
+def evaluation_of(settings: dict[str, dict[str, Any]], attacks: tuple[str, ...] = ("clean", "pgd20", "aa")):
+    """(profile, run) → the evaluation: clean, PGD-20 and AutoAttack with the profile's subsets."""
+    def evaluation(profile: str, run: PlannedRun) -> Evaluation:
+        return Evaluation(attacks, **settings[profile])
+    return evaluation
 
 
 METRICS = {"Clean": "clean", "PGD": "pgd20", "AA": "aa"}
@@ -69,11 +96,15 @@ METHODS = {  # row label → (method, hyperparameter overrides)
 THREATS = {"linf": ("ℓ∞", 0.1), "l2": ("ℓ2", 0.3)}  # norm → (printed name, ε)
 
 PROFILE_SETTINGS = {
-    "paper": dict(epochs=100, milestones=(30, 60), eval_n=1000, aa_n=None),
-    "fast": dict(epochs=5, milestones=(2, 3), train_limit=20_000, eval_n=1000, aa_n=300),
-    "quick": dict(epochs=3, milestones=(2,), train_limit=10_000, eval_n=500, final_n=2000, aa_n=200),
-    "smoke": dict(epochs=1, milestones=(), train_limit=256, attack_steps=2, eval_n=64, final_n=512, aa_n=16,
-                  final_attacks=("clean", "pgd20", "aa"), eval_attacks=("clean", "pgd20")),
+    "paper": dict(epochs=100, milestones=(30, 60), eval_n=1000),
+    "fast": dict(epochs=5, milestones=(2, 3), train_limit=20_000, eval_n=1000),
+    "quick": dict(epochs=3, milestones=(2,), train_limit=10_000, eval_n=500),
+    "smoke": dict(epochs=1, milestones=(), train_limit=256, attack_steps=2, eval_n=64,
+                  eval_attacks=("clean", "pgd20")),
+}
+EVALUATION = {  # the evaluation subsets per profile: n (clean, PGD-20), aa_n (AutoAttack)
+    "paper": dict(n=None, aa_n=None), "fast": dict(n=None, aa_n=300), "quick": dict(n=2000, aa_n=200),
+    "smoke": dict(n=512, aa_n=16),
 }
 
 
@@ -120,8 +151,12 @@ def cells_table1() -> list[Cell]:
 TABLE1 = register(Experiment(
     id="table1_bilaw", paper="bilaw", table="table1",
     title="BiLAW Table 1: MNIST / F-MNIST, Tiny-CNN and FC1, clean / PGD-20 / AA accuracy (%)",
-    plan=plan_table1, cells=cells_table1, extra_profiles=("quick",),
-    notes="Plain rows read the last checkpoint: a naturally trained model has no robustness to select on, and "
+    plan=plan_table1, cells=cells_table1, extra_profiles=("quick",), evaluation=evaluation_of(EVALUATION),
+    selection=selection,
+    notes="Checkpoints: BiLAW rows early-stop on highest PGD-20 accuracy on validation set #2 (`val_stop`, 1000 "
+          "training images held out, §4.1); AT, GAIRAT, WMMR and MAIL rows on highest PGD-20 accuracy on the first "
+          "1000 test images (the paper gives no rule for them) [AMBIG]: selection on test data. "
+          "Plain rows read the last checkpoint: a naturally trained model has no robustness to select on, and "
           "selection by PGD-20 would pick its least-trained epoch [AMBIG]. "
           "MAIL with s = 5, b = 0.05 (the paper's γ, β). ℓ2 columns: training PGD-10, test PGD-20 and AutoAttack "
           "in the ℓ2 ball of radius 0.3, steps of ε/4 along the ℓ2-normalised gradient [AMBIG], uniform starts "
@@ -130,17 +165,19 @@ TABLE1 = register(Experiment(
 # ---------------------------------------------------------------------------------------------- CIFAR
 
 CIFAR_SETTINGS = {
-    "paper": dict(epochs=100, milestones=(30, 60), eval_n=1000, aa_n=1000),
-    "fast": dict(epochs=10, milestones=(3, 6), eval_n=1000, aa_n=1000),
+    "paper": dict(epochs=100, milestones=(30, 60), eval_n=1000),
+    "fast": dict(epochs=10, milestones=(3, 6), eval_n=1000),
     "smoke": {**PROFILE_SETTINGS["smoke"], "model": "tiny-cnn"},
 }
+CIFAR_EVALUATION = {"paper": dict(n=None, aa_n=1000), "fast": dict(n=None, aa_n=1000), "smoke": EVALUATION["smoke"]}
 CIFAR_MODELS = {"Small-CNN": "small-cnn", "WRN-10-32": "wrn-32-10"}  # printed "WRN-10-32"; the text: WRN-32-10
 CIFAR10_EPS = {"ε = 0.0078": 0.0078, "ε = 0.031": 0.031}
 MAIL = ("mail_at", ())  # BiLAW gives no CIFAR settings: MAIL-AT's README values (s = 10, b = −0.5) [AMBIG]
 BILAW_TRADES = ("bilaw_trades", ())  # 1/λ = 6, ω_μ: 128 hidden units on the multi-class margin
 CIFAR_NOTES = (
-    "Checkpoint `best`: highest PGD-20 accuracy on the first 1000 test images (BiLAW early-stops on its validation "
-    "set #2) [AMBIG]. wd 2e-4 [AMBIG]. MAIL = MAIL-AT with its README s = 10, b = −0.5 (BiLAW's CIFAR settings "
+    "Checkpoint `best`: BiLAW variants early-stop on highest PGD-20 accuracy on validation set #2 (`val_stop`, "
+    "§4.1); the other rows on highest PGD-20 accuracy on the first 1000 test images (no rule given for them) "
+    "[AMBIG]: selection on test data. wd 2e-4 [AMBIG]. MAIL = MAIL-AT with its README s = 10, b = −0.5 (BiLAW's CIFAR settings "
     "are unstated) [AMBIG]; GAIRAT reweights from 50% of training with Λ = −1; WMMR α = 0.1. The BiLAW variants "
     "train without their two held-out validation sets (1000 images each); the other methods on the full set.")
 
@@ -177,7 +214,7 @@ def cells_table2() -> list[Cell]:
 TABLE2 = register(Experiment(
     id="table2_bilaw", paper="bilaw", table="table2",
     title="BiLAW Table 2: CIFAR-10, Small-CNN and WRN-32-10, ℓ∞ ε = 0.0078 / 0.031, clean / PGD-20 / AA accuracy (%)",
-    plan=plan_table2, cells=cells_table2,
+    plan=plan_table2, cells=cells_table2, evaluation=evaluation_of(CIFAR_EVALUATION), selection=selection,
     notes="'WRN-10-32' is the paper's label for its WRN-32-10 (Madry's, 5 blocks per stage). " + CIFAR_NOTES))
 
 TABLE3_METHODS = {
@@ -207,7 +244,7 @@ def cells_table3() -> list[Cell]:
 TABLE3 = register(Experiment(
     id="table3_bilaw", paper="bilaw", table="table3",
     title="BiLAW Table 3: CIFAR-100, WRN-32-10, ℓ∞ ε = 0.031, clean / PGD-20 / AA accuracy (%)",
-    plan=plan_table3, cells=cells_table3,
+    plan=plan_table3, cells=cells_table3, evaluation=evaluation_of(CIFAR_EVALUATION), selection=selection,
     notes="BiLAW-TRADES's two validation sets hold 10 images per class each. " + CIFAR_NOTES))
 
 # ---------------------------------------------------------------------------------------------- Tables 6–8
@@ -231,15 +268,20 @@ def _ablation(table: str, title: str, rows: dict[str, Hp], columns: dict[str, tu
         reference = table2_run(profile, "WRN-10-32", "ε = 0.031", "BiLAW-TRADES (ours)").config
         runs = [PlannedRun(key(reference_row), reference)]
         for row, hp in list(rows.items())[1:]:
-            runs.append(PlannedRun(key(row), dataclasses.replace(reference, hp=hp, final_attacks=("clean", "pgd20"))))
+            runs.append(PlannedRun(key(row), dataclasses.replace(reference, hp=hp)))
         return runs
+
+    def evaluation(profile: str, run: PlannedRun) -> Evaluation:
+        """The reference row is Table 2's run and evaluation; the other rows need clean and PGD-20 only."""
+        attacks = ("clean", "pgd20", "aa") if run.key == key(reference_row) else ("clean", "pgd20")
+        return Evaluation(attacks, **CIFAR_EVALUATION[profile])
 
     def cells() -> list[Cell]:
         return [Cell(row=row, column=column, run=key(row), checkpoint="best", attack=attack, stat=stat)
                 for row in rows for column, (attack, stat) in columns.items()]
 
     return register(Experiment(id=f"{table}_bilaw", paper="bilaw", table=table, title=title, plan=plan, cells=cells,
-                               notes=f"{notes} {ABLATION_NOTES}"))
+                               notes=f"{notes} {ABLATION_NOTES}", evaluation=evaluation, selection=selection))
 
 
 TABLE6 = _ablation(

@@ -29,7 +29,7 @@ from bench.experiments.base import Figure, FigureInput, PlannedRun, register
 from bench.experiments.bilaw import TABLE2_METHODS, table2_run
 from bench.experiments.plotting import footer, new_figure, save
 from bench.store import RunDir
-from bench.train import Runtime, attack_budget, make_model, resolve_device
+from bench.training.assemble import Runtime, attack_budget, make_model, resolve_device
 from methods import resolved_hparams
 from methods.bilaw_meta import WeightingNet, input_size, parse_widths, weight_inputs
 from methods.gairat import geometry_weights, pgd_counting_correct

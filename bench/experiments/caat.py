@@ -8,8 +8,8 @@ and their data are in `caat_runs`. Cells read the last epoch (CAAT's code has no
 from __future__ import annotations
 
 from bench.experiments.base import Cell, Experiment, Figure, no_runs, register
-from bench.experiments.caat_runs import (CORRUPTED_ROWS, LONG_TAIL_10, PAIR_FLIP_20, ROWS, SETTINGS, STANDARD, key,
-                                         planned)
+from bench.experiments.caat_runs import (CORRUPTED_ROWS, LONG_TAIL_10, PAIR_FLIP_20, ROWS, SETTINGS, STANDARD,
+                                         evaluation, key, planned, selection)
 from bench.theory import caat_linear
 
 CHECKPOINT = "last"
@@ -30,6 +30,7 @@ NOTES = ("Every row fine-tunes a robust hot start 40 epochs at constant lr 0.001
          "(code default); FRL rows with their official codes' hyperparameters.")
 
 TABLE1 = register(Experiment(
+    evaluation=evaluation, selection=selection,
     id="table1_caat", paper="caat", table="table1",
     title="CAAT Table 1: CIFAR-10, PRN-18, average and worst-class natural / boundary / robust error (%)",
     plan=lambda profile: planned(profile, STANDARD, ROWS),
@@ -39,6 +40,7 @@ TABLE1 = register(Experiment(
                   "(Xu et al. 2021, FRL)."))
 
 TABLE2 = register(Experiment(
+    evaluation=evaluation, selection=selection,
     id="table2_caat", paper="caat", table="table2",
     title="CAAT Table 2: CIFAR-10 with 20% pair-flip label noise, average errors (%)",
     plan=lambda profile: planned(profile, PAIR_FLIP_20, CORRUPTED_ROWS),
@@ -48,6 +50,7 @@ TABLE2 = register(Experiment(
                   "seed 100); clean meta set."))
 
 TABLE3 = register(Experiment(
+    evaluation=evaluation, selection=selection,
     id="table3_caat", paper="caat", table="table3",
     title="CAAT Table 3: long-tailed CIFAR-10 (imbalance factor 10), average errors (%)",
     plan=lambda profile: planned(profile, LONG_TAIL_10, CORRUPTED_ROWS),
@@ -57,6 +60,7 @@ TABLE3 = register(Experiment(
                   "300/class)."))
 
 TABLE4 = register(Experiment(
+    evaluation=evaluation, selection=selection,
     id="table4_caat", paper="caat", table="table4",
     title="CAAT Table 4: ablation Settings I–IV on CIFAR-10, average errors (%)",
     plan=lambda profile: planned(profile, STANDARD, SETTINGS),

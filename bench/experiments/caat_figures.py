@@ -22,7 +22,7 @@ from bench.data.scenarios import build_scenario
 from bench.experiments.base import Figure, FigureInput, PlannedRun, register
 from bench.experiments.caat import CHECKPOINT
 from bench.experiments.caat_runs import (CAAT_ROWS, CORRUPTED_ROWS, LONG_TAIL_10, LONG_TAIL_100, STANDARD, UNIFORM_20,
-                                         fine_tune, hot_start, key, planned)
+                                         evaluation, fine_tune, hot_start, key, planned, selection)
 from bench.experiments.plotting import footer, new_figure, save
 from bench.store import RunDir
 from methods.caat import SAMPLES_DIR
@@ -156,7 +156,10 @@ def draw_fig5(inputs: FigureInput, stem: Path) -> tuple[Path, Path]:
         drawn = 0
         for row in CORRUPTED_ROWS:
             for run in inputs.runs.get(key(scenario, row), [])[:1]:
-                per_class = run.result()["checkpoints"][CHECKPOINT]["error_triple"][part]["per_class"]
+                evaluated = inputs.evaluations(run).checkpoint(CHECKPOINT)
+                if evaluated is None or "error_triple" not in evaluated:
+                    continue
+                per_class = evaluated["error_triple"][part]["per_class"]
                 ax.plot(range(len(per_class)), [100 * v for v in per_class], marker="o", markersize=3, label=row)
                 drawn += 1
         name = {"nat": "natural", "rob": "robust"}[part]
@@ -187,6 +190,6 @@ FIG4 = register(Figure(
 FIG5 = register(Figure(
     id="fig5_caat", paper="caat",
     title="CAAT Fig. 5: per-class natural and robust errors on long-tailed CIFAR-10, IF = 10 and 100",
-    plan=plan_fig5, draw=draw_fig5,
+    plan=plan_fig5, draw=draw_fig5, evaluation=evaluation, selection=selection,
     notes="IF = 10 reuses Table 3's runs; IF = 100 trains the same rows from a hot start on the IF = 100 set; "
           "last checkpoint, PGD-20"))

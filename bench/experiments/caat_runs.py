@@ -31,7 +31,9 @@ from typing import Any
 
 from bench.config import RunConfig
 from bench.data.scenarios import ScenarioConfig
+from bench.eval_store import Evaluation
 from bench.experiments.base import PlannedRun
+from bench.selection import Last, Rule
 
 EPS, STEP = 8 / 255, 2 / 255
 FINAL_ATTACKS = ("clean", "pgd20")  # the error triple needs exactly these; no AutoAttack in CAAT's tables
@@ -45,8 +47,19 @@ FINAL_ATTACKS = ("clean", "pgd20")  # the error triple needs exactly these; no A
 PROFILE_SETTINGS = {
     "paper": dict(model="preact-resnet18-b", attack_steps=10, eval_n=1000),
     "fast": dict(model="preact-resnet18-b", attack_steps=10, eval_n=500),
-    "smoke": dict(model="tiny-cnn", train_limit=256, attack_steps=2, eval_n=64, final_n=512),
+    "smoke": dict(model="tiny-cnn", train_limit=256, attack_steps=2, eval_n=64),
 }
+EVALUATION_N = {"paper": None, "fast": None, "smoke": 512}
+
+
+def evaluation(profile: str, run: PlannedRun) -> Evaluation:
+    """Natural and PGD-20 accuracy of the last epoch, from which the error triple is computed."""
+    return Evaluation(FINAL_ATTACKS, n=EVALUATION_N[profile], checkpoints=("last",))
+
+
+def selection(run: PlannedRun) -> Rule:
+    """The last epoch: CAAT's code prints test metrics each epoch and has no selection logic."""
+    return Last()
 HOT_START_SCHEDULE = {
     "paper": dict(epochs=100, milestones=(75, 90)),
     "fast": dict(epochs=12, milestones=(9, 11)),
@@ -112,7 +125,7 @@ def run_config(profile: str, scenario: str, method: str, hp: tuple[tuple[str, st
     per_class = SMOKE_HELDOUT_PER_CLASS if profile == "smoke" else None
     data = dataclasses.replace(SCENARIOS[scenario], heldout=heldout_for(method, scenario), heldout_per_class=per_class)
     return RunConfig(method=method, hp=tuple(sorted(hp)), dataset="cifar10", momentum=0.9, weight_decay=5e-4,
-                     batch_size=128, eps=EPS, step_size=STEP, final_attacks=FINAL_ATTACKS, scenario=data,
+                     batch_size=128, eps=EPS, step_size=STEP, scenario=data,
                      **PROFILE_SETTINGS[profile], **recipe)
 
 

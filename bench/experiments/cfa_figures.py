@@ -18,8 +18,11 @@ from typing import Callable
 import numpy as np
 
 from bench.experiments.base import Figure, FigureInput, PlannedRun, register
+from bench.experiments.cfa import evaluation as cfa_evaluation
 from bench.experiments.cfa import key, run_config, seeded_runs
+from bench.experiments.cfa import selection as cfa_selection
 from bench.experiments.plotting import footer, new_figure, save
+from bench.selection import Best, monitored
 from bench.store import RunDir
 from methods.ccm import BASE_BUDGET
 from methods.ccr import CCRHparams
@@ -41,7 +44,7 @@ def evaluations(run: RunDir, averaged: str | None = None) -> list[tuple[int, dic
     """(epoch, evaluation) of each evaluated epoch, of the trained model or of an averaged model ('fawa')."""
     out = []
     for record in run.records():
-        ev = record.get("eval") if averaged is None else record.get("eval_averaged", {}).get(averaged)
+        ev = monitored(record, "test", averaged or "")
         if ev:
             out.append((record["epoch"], ev))
     return out
@@ -64,10 +67,10 @@ def class_mean(evals: list[dict], attack: str) -> np.ndarray:
     return mean_per_class([ev["attacks"][attack] for ev in evals])
 
 
-def checkpoint_results(runs: list[RunDir], checkpoint: str, attack: str) -> list[dict]:
-    """The final evaluation of one checkpoint under one attack, for each run that has it."""
-    found = [run.result()["checkpoints"].get(checkpoint, {}).get("attacks", {}).get(attack) for run in runs]
-    return [ev for ev in found if ev is not None]
+def checkpoint_results(inputs: FigureInput, runs: list[RunDir], checkpoint: str, attack: str) -> list[dict]:
+    """The stored evaluation of one checkpoint under one attack, for each run that has it."""
+    found = [inputs.evaluations(run).checkpoint(checkpoint) for run in runs]
+    return [ev["attacks"][attack] for ev in found if ev is not None and attack in ev["attacks"]]
 
 
 def label(run_key: str) -> str:
@@ -189,9 +192,13 @@ def sweep_plan(base: str, row: str, hparam: str, default: float) -> Callable[[st
     return plan
 
 
+SWEEP_RULE = Best(attack=ROBUST, score="acc+worst", after=0.5)  # CFA's first stage, without AA on every point
+
+
 def best_epoch_robustness(run: RunDir) -> dict | None:
-    """PGD-10 result of the selected ("best") epoch, from that epoch's evaluation (what the selection saw)."""
-    epoch = run.result()["best"]["epoch"]
+    """PGD-10 result of the selected epoch (highest PGD-10 accuracy + worst-class accuracy in the second half),
+    from that epoch's record: the sweeps' points are ranked without AutoAttack."""
+    epoch = SWEEP_RULE.choose(run.records(), run.config().epochs)
     return next((ev["attacks"][ROBUST] for e, ev in evaluations(run) if e == epoch), None)
 
 
@@ -266,7 +273,7 @@ def draw_fig6(inputs: FigureInput, stem: Path) -> tuple[Path, Path]:
     fig, axes = new_figure(3)
     for ax, base in zip(axes, FIG6_BASES):
         for offset, (name, checkpoint) in zip((-0.2, 0.2), FIG6_MODELS.items()):
-            evs = checkpoint_results(inputs.runs.get(key(DATA, f"{base} + {name}"), []), checkpoint, "aa")
+            evs = checkpoint_results(inputs, inputs.runs.get(key(DATA, f"{base} + {name}"), []), checkpoint, "aa")
             if evs:
                 per_class = mean_per_class(evs)
                 spread = np.nanstd(per_class / 100)
@@ -296,7 +303,8 @@ FIG5 = register(Figure(
     sweep_plan("AT", "AT + CCM", "ccm.lam1", BASE_BUDGET["pgd_at"]), draw_fig5))
 FIG6 = register(Figure(
     "fig6_cfa", "cfa", "CFA Fig. 6: class-wise AA robustness, +EMA vs +CFA (AT, TRADES, FAT)",
-    plan_fig6, draw_fig6, notes="the paper shows one base [AMBIG]; all three are drawn"))
+    plan_fig6, draw_fig6, notes="the paper shows one base [AMBIG]; all three are drawn",
+    evaluation=cfa_evaluation, selection=cfa_selection))
 FIG7 = register(Figure(
     "fig7_cfa", "cfa", "CFA Fig. 7: TRADES + CCM + CCR with λ₂ from 0.3 to 0.7, and its class-wise β",
     sweep_plan("TRADES", "TRADES + CCM + CCR", "ccr.lam2", CCRHparams().lam2), draw_fig7))

@@ -11,15 +11,16 @@ from bench.store import RunStore
 
 def figure_input(figure: Figure, store: RunStore, profile: str,
                  substitutions: Mapping[str, str] | None = None) -> FigureInput:
-    runs, missing = {}, []
+    runs, missing, by_id = {}, [], {}
     for key, planned in group_runs(figure.runs(profile, substitutions)).items():
         finished = [store.run_dir(run.config) for run in planned
                     if run.config is not None and store.run_dir(run.config).status() == "done"]
+        by_id.update({run.config.run_id(): run for run in planned if run.config is not None})
         if finished:
             runs[key] = finished
         else:
             missing.append(key)
-    return FigureInput(profile, runs, missing)
+    return FigureInput(profile, runs, missing, by_id)
 
 
 def draw(figure: Figure, runs_dir: str | None, profile: str, out_dir: Path,

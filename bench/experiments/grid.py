@@ -6,12 +6,14 @@ from collections import Counter
 from typing import Mapping, Sequence
 
 from bench.data import MissingDatasetError, locate
+from bench.eval_store import EvaluatedRun
 from bench.experiments.base import PlannedRun
 from bench.run_state import TRAINABLE, RunState, run_states
 from bench.store import RunStore
 
 NOT_RUNNABLE = "not runnable"
 DATA_ABSENT = "data absent"  # a run not trained yet whose dataset is not on this machine
+TO_EVALUATE = "to evaluate"  # trained, but an evaluation its table declares is missing (an evaluation job)
 
 
 def check_filters(planned: list[PlannedRun], label: str, methods: Sequence[str] = (), seeds: Sequence[int] = (),
@@ -61,29 +63,44 @@ def select(planned: list[PlannedRun], methods: Sequence[str] = (), seeds: Sequen
 
 def states(planned: list[PlannedRun], store: RunStore, absent: Mapping[str, str] | None = None) -> dict[str, str]:
     """Run id (or the key of a run the bench cannot run) → its state (bench/run_state.py, SLURM-aware),
-    'not runnable', or 'data absent' for a new run whose dataset is in `absent` (absent_datasets)."""
+    'not runnable', 'data absent' for a new run whose dataset is in `absent` (absent_datasets), or 'to evaluate'
+    for a finished run that lacks a declared evaluation."""
     found = _run_states(planned, store)
     out = {}
     for run in planned:
         if run.config is None:
             out[run.key] = NOT_RUNNABLE
         else:
-            name = store.run_dir(run.config).path.name
-            state = found[name].status
-            out[name] = DATA_ABSENT if state == "new" and run.config.dataset in (absent or {}) else state
+            run_dir = store.run_dir(run.config)
+            state = found[run_dir.path.name].status
+            if state == "done" and unevaluated(run, store):
+                state = TO_EVALUATE
+            out[run_dir.path.name] = DATA_ABSENT if state == "new" and run.config.dataset in (absent or {}) else state
     return out
 
 
+def unevaluated(run: PlannedRun, store: RunStore) -> bool:
+    """A finished run that lacks an evaluation its table declares (an evaluation job, no training)."""
+    if run.config is None or run.evaluation is None:
+        return False
+    run_dir = store.run_dir(run.config)
+    return run_dir.status() == "done" and bool(EvaluatedRun(run_dir, run.evaluation, run.selection).missing())
+
+
 def missing(planned: list[PlannedRun], store: RunStore) -> list[PlannedRun]:
-    """Runs to train: new, failed, crashed or damaged (it fails alone, naming the file), once each (tables may
-    share runs), helpers before the runs that read them. Queued or running cluster jobs are left to SLURM."""
+    """Jobs: runs to train (new, failed, crashed or damaged: it fails alone, naming the file) and finished runs
+    to evaluate (`unevaluated`), once per run and evaluation (tables may share runs), helpers before the runs
+    that read them. Queued or running cluster jobs are left to SLURM."""
     found = _run_states(planned, store)
     todo, seen = [], set()
     for run in planned:
-        if run.config is None or run.config.run_id() in seen:
+        if run.config is None:
             continue
-        seen.add(run.config.run_id())
-        if found[store.run_dir(run.config).path.name].status in TRAINABLE:
+        job = (run.config.run_id(), repr(run.evaluation), repr(run.selection))
+        if job in seen:
+            continue
+        seen.add(job)
+        if found[store.run_dir(run.config).path.name].status in TRAINABLE or unevaluated(run, store):
             todo.append(run)
     needed = {run_id for run in todo for run_id in run.needs}
     return sorted(todo, key=lambda run: run.config.run_id() not in needed)  # stable: plan order otherwise

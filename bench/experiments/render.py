@@ -15,6 +15,7 @@ import pandas as pd
 
 from bench import atomic
 from bench.audit import excluded, flagged_cells
+from bench.eval_store import EvaluatedRun, Evaluation
 from bench.experiments.base import Experiment, PlannedRun
 from bench.experiments.stats import STATS, in_unit, se_in_unit, seeds_se
 from bench.published import load_published
@@ -60,15 +61,18 @@ def collect(experiment: Experiment, store: RunStore, profile: str,
             state = found[run_dir.path.name].status
             recorded = None if state == "done" else ledger.run(run_dir.path.name)
             if recorded is not None:
-                run_dir, state = recorded, "done"
+                source, state = recorded, "done"
+            elif state == "done":
+                source = EvaluatedRun(run_dir, run.evaluation or Evaluation(), run.selection)
             states.append("not run" if state == "new" else state)
             if state == "damaged":  # which file, and why, in the table's notes
                 states[-1] = f"damaged: {found[run_dir.path.name].reason}"
             if state == "done":
                 sources.append("store" if recorded is None else "ledger")
-                measured = STATS.get(cell.stat)(run_dir, cell)
+                measured = STATS.get(cell.stat)(source, cell)
                 if measured is None:
-                    states[-1] = f"{cell.stat} under {cell.attack} at {cell.checkpoint} not measured"
+                    states[-1] = (f"{cell.stat} under {cell.attack} at {cell.checkpoint} not evaluated yet "
+                                  "(`bench run` evaluates it)")
                 else:
                     values.append(in_unit(measured, pub["unit"]))
                     ses.append(se_in_unit(measured, pub["unit"]))
@@ -116,17 +120,31 @@ def _budget(eps: float) -> str:
     return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{eps:g}"
 
 
+def _images(n: int | None) -> str:
+    return "all" if n is None else f"the first {n}"
+
+
+def _selection(run: PlannedRun) -> str:
+    """The rule behind `best`, saying where it selects on test data (as some papers do)."""
+    c, rule = run.config, run.selection
+    on = getattr(rule, "on", None)
+    where = "" if on is None else (f" [selects on test data: {_images(c.eval_n)} test images]" if on == "test"
+                                   else f" [selects on the held-out split '{on}', not on test data]")
+    return f"best = {rule.describe()}{where}"
+
+
 def provenance(experiment: Experiment, profile: str, substitutions: Mapping[str, str] | None) -> list[str]:
-    """One line per distinct training/evaluation setting of the table's runnable runs."""
-    configs = [run.config for run in experiment.runs(profile, substitutions) if run.config is not None]
+    """One line per distinct training/evaluation/selection setting of the table's runnable runs."""
+    runs = [run for run in experiment.runs(profile, substitutions) if run.config is not None]
     lines = sorted({
         f"{c.dataset}: {c.epochs} epoch{'s' * (c.epochs != 1)}"
         f"{'' if c.train_limit is None else f' on the first {c.train_limit} training images'}, train attack PGD-{c.attack_steps}"
-        f"{' ℓ2' if c.norm == 'l2' else ''}{'' if c.eps is None else f' ε={_budget(c.eps)}'}, final evaluation on "
-        f"{'all' if c.final_n is None else f'the first {c.final_n}'} test images (AA on "
-        f"{'all' if c.aa_n is None else f'the first {c.aa_n}'}), best = highest {c.select} "
-        f"({c.select_score}) on the {'all' if c.eval_n is None else f'first {c.eval_n}'} test images"
-        for c in configs})
+        f"{' ℓ2' if c.norm == 'l2' else ''}{'' if c.eps is None else f' ε={_budget(c.eps)}'}, "
+        + ("no evaluation" if ev is None else
+           f"evaluation {'/'.join(ev.attacks)} on {_images(ev.n)} test images (AA on {_images(ev.aa_n or ev.n)})")
+        + f"; {_selection(run)}"
+        for run in runs for c, ev in [(run.config, run.evaluation)]})
+    configs = [run.config for run in runs]
     seeds = sorted({c.seed for c in configs})
     subs = ", ".join(f"{a} → {b}" for a, b in (substitutions or {}).items()) or "none"
     return [f"seeds: {', '.join(map(str, seeds)) or '–'}; dataset substitutions: {subs}", *lines]

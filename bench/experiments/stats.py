@@ -1,9 +1,11 @@
 """The statistics a table cell can show, read from a finished run's files, and their conversion to the
 unit of the published cell (accuracy or error in %, seconds or minutes per epoch, accuracy gaps in points).
 
-A statistic returns a `Measured` (value, what kind of quantity it is, and its standard error) or None when the
-run did not measure it (say, AutoAttack was not in its final attacks); the unit of the published cell decides
-how it is shown.
+A statistic reads a finished run through its evaluated view (bench.eval_store.EvaluatedRun, or a ledger run):
+`checkpoint(name)` gives the stored evaluations of the checkpoint the table's selection rule names, `records()`
+the epoch records. It returns a `Measured` (value, what kind of quantity it is, and its standard error) or None
+when the run was not evaluated so (say, AutoAttack not computed yet); the unit of the published cell decides how
+it is shown.
 
 Uncertainty. An accuracy measured on n test images is a binomial proportion: its standard error is
 sqrt(p(1-p)/n), with the Agresti-Coull adjustment p = (k+2)/(n+4) so that 0% or 100% on a few images is not
@@ -21,11 +23,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from statistics import mean, stdev
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 from bench.experiments.base import Cell
 from bench.registry import Registry
-from bench.store import RunDir
 
 Kind = Literal["acc", "err", "seconds", "gap"]
 
@@ -96,25 +97,25 @@ def judge(d: float, se: float, accepted: Accepted, z: float = Z) -> str:
     return NOT_DISTINGUISHABLE if overlaps else "refuted"
 
 
-Stat = Callable[[RunDir, Cell], "Measured | None"]
+Stat = Callable[[Any, Cell], "Measured | None"]  # (evaluated run, cell)
 STATS: Registry[Stat] = Registry("cell statistic")
 
 
-def _attack(run: RunDir, cell: Cell) -> dict | None:
-    checkpoint = run.result()["checkpoints"].get(cell.checkpoint)
+def _attack(run: Any, cell: Cell) -> dict | None:
+    checkpoint = run.checkpoint(cell.checkpoint)
     return None if checkpoint is None else checkpoint["attacks"].get(cell.attack)
 
 
-def _images_of(run: RunDir, n: int | None, classes: Callable[[int], int] | None) -> int | None:
+def _images_of(run: Any, n: int | None, classes: Callable[[int], int] | None) -> int | None:
     """Of n evaluated images, those of `classes(num_classes)` classes (balanced test sets); None: all n."""
-    num_classes = run.result().get("num_classes")
+    num_classes = run.num_classes
     if n is None or classes is None or not num_classes:
         return n
     return max(1, round(n * classes(num_classes) / num_classes))
 
 
 def _attack_field(field: str, classes: Callable[[int], int] | None) -> Stat:
-    def stat(run: RunDir, cell: Cell) -> Measured | None:
+    def stat(run: Any, cell: Cell) -> Measured | None:
         ev = _attack(run, cell)
         if ev is None or ev.get(field) is None:
             return None
@@ -130,8 +131,8 @@ STATS.register("worst20")(_attack_field("worst20_mean", lambda k: max(1, round(0
 
 def _error_triple(part: str, which: str) -> Stat:
     """FRL/CAAT natural / boundary / robust error, average or worst class (PGD-20 is the attack)."""
-    def stat(run: RunDir, cell: Cell) -> Measured | None:
-        checkpoint = run.result()["checkpoints"].get(cell.checkpoint)
+    def stat(run: Any, cell: Cell) -> Measured | None:
+        checkpoint = run.checkpoint(cell.checkpoint)
         if checkpoint is None or "error_triple" not in checkpoint:
             return None
         triple = checkpoint["error_triple"]
@@ -147,7 +148,7 @@ for _part in ("nat", "bdy", "rob"):
 
 
 @STATS.register("gap")
-def clean_minus_attack(run: RunDir, cell: Cell) -> Measured | None:
+def clean_minus_attack(run: Any, cell: Cell) -> Measured | None:
     """Clean accuracy minus accuracy under the cell's attack (BiLAW Table 6)."""
     clean, attacked = _attack(run, Cell(cell.row, cell.column, cell.run, cell.checkpoint, "clean")), _attack(run, cell)
     if clean is None or attacked is None:
@@ -157,7 +158,7 @@ def clean_minus_attack(run: RunDir, cell: Cell) -> Measured | None:
 
 
 @STATS.register("epoch_seconds")
-def seconds_per_epoch(run: RunDir, cell: Cell) -> Measured | None:
+def seconds_per_epoch(run: Any, cell: Cell) -> Measured | None:
     """Mean wall-clock training time per epoch (evaluation excluded), from the epoch records."""
     seconds = [r["train_seconds"] for r in run.records() if "train_seconds" in r]
     if not seconds:

@@ -5,8 +5,8 @@ wd 5e-4, "cyclic" lr with max 0.1 = HAT's OneCycleLR (pct_start 0.25, per batch)
 adversaries at ε = 8/255 with step 2/255 (SVHN 1/255), no normalisation layer (HAT's code, which UIAT builds on);
 λ = 3.5 (SVHN 3.0). Evaluation: natural, PGD-20 of step 2/255 (§4.2, so on SVHN twice the training step),
 CW∞ (HAT's: κ = 0, 40 steps, step 0.01; on SVHN, where that step is CIFAR's only, the evaluation step 2/255) and
-standard AutoAttack on the full test set. Cells read the last checkpoint [AMBIG, spec §4.14]; the best-PGD-20 one (HAT's rule) is
-stored beside it. Baselines run under the same recipe [AMBIG]: TRADES β = 6, MART β = 5, HAT β = 2.5, γ = 0.5, h = 2
+standard AutoAttack on the full test set. Cells read the last checkpoint [AMBIG: the paper names no selection]; the
+best-PGD-20 one on the first 1000 test images (HAT's code rule: selection on test data) is evaluated beside it. Baselines run under the same recipe [AMBIG]: TRADES β = 6, MART β = 5, HAT β = 2.5, γ = 0.5, h = 2
 with a naturally trained helper (50 epochs on every data set, best clean test accuracy, spec §4.1). One seed (the
 paper gives none).
 
@@ -23,7 +23,9 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from bench.config import RunConfig
+from bench.eval_store import Evaluation
 from bench.experiments.base import Cell, Experiment, PlannedRun, register
+from bench.selection import Best, Rule
 from methods import resolved_hparams
 
 EPS_255 = 8  # the paper's ε, in 1/255
@@ -32,10 +34,30 @@ INVERSE_STEP_255 = 2  # instance-wise α′ = 2/255 [P]
 SVHN_EVAL_STEP_255 = 2  # PGD-20's step (§4.2) where SVHN's training step is 1/255; CIFAR's equal their training step
 FINAL_ATTACKS = ("clean", "pgd20", "cw", "aa")
 PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
-    "paper": dict(eval_n=1000, aa_n=None),
-    "fast": dict(eval_n=1000, aa_n=1000),
-    "smoke": dict(model="tiny-cnn", train_limit=256, attack_steps=2, eval_n=64, final_n=512, aa_n=16, milestones=()),
+    "paper": dict(eval_n=1000),
+    "fast": dict(eval_n=1000),
+    "smoke": dict(model="tiny-cnn", train_limit=256, attack_steps=2, eval_n=64, milestones=()),
 }
+EVALUATION = {"paper": dict(n=None, aa_n=None), "fast": dict(n=None, aa_n=1000), "smoke": dict(n=512, aa_n=16)}
+HAT_RULE = Best(attack="pgd20", on="test")  # HAT's code: best PGD-20 test accuracy (spec §4.5)
+HELPER_RULE = Best(attack="clean", on="test")  # HAT's helper: best clean test accuracy (HAT §4.1)
+
+
+def selection(run: PlannedRun) -> Rule:
+    """Helpers and the timing-only wide networks monitor clean accuracy only: their best is the cleanest epoch."""
+    return HELPER_RULE if run.config.eval_attacks == ("clean",) else HAT_RULE
+
+
+def evaluation(profile: str, run: PlannedRun) -> Evaluation:
+    """UIAT §4.2's attacks (single-step rows: Table 5's); helpers and timing-only runs: clean accuracy."""
+    cfg = run.config
+    if cfg.eval_attacks == ("clean",):
+        attacks: tuple[str, ...] = ("clean",)
+    elif cfg.method.split("+")[0] in SINGLE_STEP_METHODS:
+        attacks = SINGLE_STEP_ATTACKS
+    else:
+        attacks = FINAL_ATTACKS
+    return Evaluation(attacks, **EVALUATION[profile])
 EPOCHS = {  # training length → epochs per profile
     "cifar": {"paper": 100, "fast": 12, "smoke": 1},
     "svhn": {"paper": 30, "fast": 5, "smoke": 1},
@@ -81,7 +103,7 @@ def recipe(profile: str, method: str, dataset: str = "cifar10", model: str = "re
         method=method, hp=hparams(method, **values), dataset=dataset, model=model,
         epochs=EPOCHS[length or ("svhn" if dataset == "svhn" else "cifar")][profile], batch_size=128, lr=0.1,
         momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="onecycle", eps=eps,
-        step_size=eps / 8 if dataset == "svhn" else eps / 4, attack_steps=10, final_attacks=FINAL_ATTACKS, seed=0,
+        step_size=eps / 8 if dataset == "svhn" else eps / 4, attack_steps=10, seed=0,
         eval_step_size=SVHN_EVAL_STEP_255 / 255 if dataset == "svhn" else None)
     return RunConfig(**{**base, **changes, **PROFILE_SETTINGS[profile]})
 
@@ -89,7 +111,7 @@ def recipe(profile: str, method: str, dataset: str = "cifar10", model: str = "re
 def helper_run(profile: str, key: str, dataset: str = "cifar10", model: str = "resnet18") -> PlannedRun:
     """HAT's naturally trained helper (spec §4.1): 50 epochs of the same recipe, best clean test accuracy."""
     return PlannedRun(key, recipe(profile, "natural", dataset, model, length="helper", attack_steps=0,
-                                  eval_attacks=("clean",), select="clean", final_attacks=("clean",)))
+                                  eval_attacks=("clean",)))
 
 
 def method_run(profile: str, key: str, row: str, dataset: str = "cifar10", model: str = "resnet18",
@@ -123,6 +145,7 @@ def cells_table1() -> list[Cell]:
 
 
 TABLE1 = register(Experiment(
+    evaluation=evaluation, selection=selection,
     id="table1_uiat", paper="uiat", table="table1",
     title="UIAT Table 1: ResNet-18, CIFAR-10 / CIFAR-100 / SVHN, natural / PGD-20 / CW / AA accuracy (%)",
     plan=plan_table1, cells=cells_table1,
@@ -134,7 +157,7 @@ TABLE1 = register(Experiment(
 
 ARCHITECTURES = {"ResNet-18": "resnet18", "WRN-28": "wrn-28-10", "WRN-34": "wrn-34-10"}
 TABLE2_ROWS = ("Natural Training", "TRADES", "HAT", "IAT", "UIAT", "UIAT (One-off)")
-TIMING_ONLY = dict(length="timing", eval_attacks=("clean",), select="clean", final_attacks=("clean",))  # wide nets
+TIMING_ONLY = dict(length="timing", eval_attacks=("clean",))  # wide nets
 
 
 def _table2_key(arch: str, row: str) -> str:
@@ -158,6 +181,7 @@ def cells_table2() -> list[Cell]:
 
 
 TABLE2 = register(Experiment(
+    evaluation=evaluation, selection=selection,
     id="table2_uiat", paper="uiat", table="table2",
     title="UIAT Table 2: CIFAR-10 training time (min/epoch), ResNet-18 / WRN-28-10 / WRN-34-10",
     plan=plan_table2, cells=cells_table2,
@@ -187,6 +211,7 @@ def cells_table3() -> list[Cell]:
 
 
 TABLE3 = register(Experiment(
+    evaluation=evaluation, selection=selection,
     id="table3_uiat", paper="uiat", table="table3",
     title="UIAT Table 3: ResNet-18 on CIFAR-10 trained and attacked at ε = 10, 12, 16 /255, natural / AA accuracy (%)",
     plan=plan_table3, cells=cells_table3,
@@ -215,6 +240,7 @@ def cells_table4() -> list[Cell]:
 
 
 TABLE4 = register(Experiment(
+    evaluation=evaluation, selection=selection,
     id="table4_uiat", paper="uiat", table="table4",
     title="UIAT Table 4: PRN-18 / WRN-28-10 with 1M extra DDPM images, natural / AA accuracy (%) — not runnable",
     plan=plan_table4, cells=cells_table4,
@@ -227,6 +253,7 @@ TABLE5_EPS = (6, 8, 10)
 SINGLE_STEP = {  # row → method, max lr, normalisation layer (spec §4.15)
     "N-FGSM": ("nfgsm", 0.2, True), "RS-FGSM": ("rs_fgsm", 0.2, True), "GradAlign": ("gradalign", 0.3, False)}
 SINGLE_STEP_ATTACKS = ("clean", "pgd20", "aa")
+SINGLE_STEP_METHODS = tuple(method for method, _, _ in SINGLE_STEP.values())
 
 
 def single_step_run(profile: str, row: str, eps_255: int) -> PlannedRun:
@@ -236,7 +263,7 @@ def single_step_run(profile: str, row: str, eps_255: int) -> PlannedRun:
         method += "+uiat"
     return PlannedRun(f"eps={eps_255}/255/{row}", recipe(
         profile, method, "cifar10", "preact-resnet18", eps_255=eps_255, length="single_step", lr=lr,
-        nesterov=False, schedule="cyclic", normalize=normalize, attack_steps=1, final_attacks=SINGLE_STEP_ATTACKS))
+        nesterov=False, schedule="cyclic", normalize=normalize, attack_steps=1))
 
 
 TABLE5_ROWS = tuple(name for row in SINGLE_STEP for name in (row, f"{row} + UIAT"))
@@ -254,6 +281,7 @@ def cells_table5() -> list[Cell]:
 
 
 TABLE5 = register(Experiment(
+    evaluation=evaluation, selection=selection,
     id="table5_uiat", paper="uiat", table="table5",
     title="UIAT Table 5: single-step AT ± one-off UIAT on CIFAR-10 (PRN-18), natural / AA accuracy (%) and s/epoch",
     plan=plan_table5, cells=cells_table5,
@@ -285,6 +313,7 @@ def cells_table6() -> list[Cell]:
 
 
 TABLE6 = register(Experiment(
+    evaluation=evaluation, selection=selection,
     id="table6_uiat", paper="uiat", table="table6",
     title="UIAT Table 6: ablation of UAG / FR / IAM, ResNet-18 on CIFAR-10, natural / PGD-20 / AA accuracy (%)",
     plan=plan_table6, cells=cells_table6,

@@ -20,14 +20,15 @@ from torch import nn
 
 from bench import atomic
 from bench.attacks import pgd
-from bench.checkpoint_io import load_checkpoint
-from bench.data import DATASETS, Split, load_dataset
+from bench.data import Split, load_dataset
 from bench.evaluate import AttackSpec, attack_hits
 from bench.experiments.base import Figure, FigureInput, PlannedRun, register
 from bench.experiments.plotting import footer, new_figure, save
+from bench.checkpoints import Checkpoint
+from bench.experiments import uiat
 from bench.experiments.uiat import EPS_255, EPOCHS, helper_run, method_run, recipe
 from bench.store import RunDir
-from bench.train import Runtime, make_model, resolve_device
+from bench.training.assemble import Runtime, load_model, resolve_device
 
 STRENGTHS_255 = (-8, -6, -4, -2, -1, 0, 1, 2, 4, 6, 8)  # signed PGD-20 strengths of Fig. 1 / 4
 AA_STRENGTHS_255 = {"paper": (2, 4, 6, 8, 10, 12), "fast": (2, 4, 6, 8, 10, 12), "smoke": (4, 8)}
@@ -48,11 +49,9 @@ HALVES = {"top": "top 50% (high natural confidence)", "bottom": "bottom 50% (low
 
 def _last_model(run: RunDir, device: torch.device) -> tuple[nn.Module, Split]:
     cfg = run.config()
-    info = DATASETS.get(cfg.dataset)
-    model = make_model(cfg, info, Runtime(device))
-    model.load_state_dict(load_checkpoint(run.last_ckpt, device)["model"])
+    model = load_model(cfg, run, Checkpoint("", cfg.epochs - 1), Runtime(device))
     _, test = load_dataset(cfg.dataset)
-    return model.eval(), test
+    return model, test
 
 
 def _spread(test: Split, n: int | None) -> Split:
@@ -126,8 +125,10 @@ def _first(inputs: FigureInput, key: str) -> RunDir | None:
     return runs[0] if runs else None
 
 
-def _final(run: RunDir, attack: str) -> float:
-    measured = run.result()["checkpoints"]["last"]["attacks"].get(attack)
+def _final(inputs: FigureInput, run: RunDir, attack: str) -> float:
+    """Accuracy (%) of the last checkpoint under `attack`, from its stored evaluation (NaN if not evaluated)."""
+    evaluated = inputs.evaluations(run).checkpoint("last")
+    measured = None if evaluated is None else evaluated["attacks"].get(attack)
     return math.nan if measured is None else 100 * measured["acc"]
 
 
@@ -271,8 +272,8 @@ def _sweep_panel(ax, inputs: FigureInput, name: str, values: Sequence[float], ti
     robust_ax = ax.twinx()
     robust_ax.set_ylabel("AA accuracy (%)")
     xs = [v for v, _ in points]
-    ax.plot(xs, [_final(run, "clean") for _, run in points], marker="o", color="C0", label="natural")
-    robust_ax.plot(xs, [_final(run, "aa") for _, run in points], marker="s", color="C3", label="AA")
+    ax.plot(xs, [_final(inputs, run, "clean") for _, run in points], marker="o", color="C0", label="natural")
+    robust_ax.plot(xs, [_final(inputs, run, "aa") for _, run in points], marker="s", color="C3", label="AA")
     ax.legend(handles=ax.get_lines() + robust_ax.get_lines(), fontsize=7)
 
 
@@ -289,7 +290,7 @@ def draw_fig3(inputs: FigureInput, path_stem: Path):
 
 FIG3 = register(Figure(
     id="fig3_uiat", paper="uiat", title="UIAT Fig. 3: natural and AA accuracy of UIAT (one-off) vs λ (CIFAR-10)",
-    plan=plan_fig3, draw=draw_fig3,
+    plan=plan_fig3, draw=draw_fig3, evaluation=uiat.evaluation, selection=uiat.selection,
     notes=f"λ ∈ {LAMBDAS} [AMBIG: the paper's values are not in its text]; λ = 3.5 is Table 1's run; "
           "last checkpoints."))
 
@@ -310,6 +311,6 @@ def draw_fig7(inputs: FigureInput, path_stem: Path):
 FIG7 = register(Figure(
     id="fig7_uiat", paper="uiat",
     title="UIAT Fig. 7: natural and AA accuracy of UIAT vs β, γ, T and of UIAT (one-off) vs T′ (CIFAR-10)",
-    plan=plan_fig7, draw=draw_fig7,
+    plan=plan_fig7, draw=draw_fig7, evaluation=uiat.evaluation, selection=uiat.selection,
     notes="Values [AMBIG: not in the paper's text]: " + "; ".join(f"{n} ∈ {v}" for _, n, v in SENSITIVITY.values())
           + f". T, T′ as fractions of {EPOCHS['cifar']['paper']} epochs (paper); defaults are Table 1's runs."))
