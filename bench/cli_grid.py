@@ -88,7 +88,7 @@ def comma_list(text: str) -> tuple[str, ...]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.cost import CPU_CORES, plan_cost
+    from bench.cost import CPU_CORES, gpu_throughput, plan_cost
     from bench.experiments import Experiment, lookup
     from bench.experiments.grid import absent_datasets, check_filters, missing, select, states, summary
     from bench.store import RunStore
@@ -123,7 +123,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                                for runs, done_ok in zip(runnable, (True, False)))
         print(f"estimated cost (bench/cost.py, ±2×): to run {todo_cost.gpu_hours:.2g} H100-hours "
               f"(≈{todo_cost.cpu_hours:.2g} h on {CPU_CORES} CPU cores); all {len(planned)} selected runs "
-              f"{all_cost.gpu_hours:.2g} H100-hours (≈{all_cost.cpu_hours:.2g} h on {CPU_CORES} CPU cores)")
+              f"{all_cost.gpu_hours:.2g} H100-hours (≈{all_cost.cpu_hours:.2g} h on {CPU_CORES} CPU cores); GPU "
+              f"throughput: {gpu_throughput().source}")
         return 0
     failed = executor.run(todo, store)
     if args.executor == "slurm":
