@@ -51,7 +51,7 @@ class Evaluation:
 
     def __post_init__(self) -> None:
         if not self.attacks:
-            raise ValueError("an evaluation needs at least one attack (see `python -m bench list attacks`)")
+            raise ValueError("an evaluation needs at least one attack; allowed: a non-empty list of attack names (see `python -m bench list attacks`)")
         for name in self.attacks:
             EVAL_ATTACKS.get(name)
         for field in ("n", "aa_n"):

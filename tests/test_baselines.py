@@ -286,21 +286,19 @@ def test_hat_helper_is_frozen_in_eval_mode_and_not_in_the_state(tmp_path):
     assert set(hat.state_dict()) == {"class_eps"}
 
 
-@pytest.mark.parametrize("files", [("best.pt", "last.pt"), ("last.pt",)])
-def test_hat_loads_a_run_folders_best_else_last_checkpoint(tmp_path, files):
-    good, other = _threshold().state_dict(), nn.Linear(1, 2).state_dict()
-    for name in files:  # best.pt holds the helper's weights; last.pt too only when it is the sole file
-        torch.save({"model": good if name == files[0] else other, "epoch": 0}, tmp_path / name)
-    hat = build_method("hat", {"helper": str(tmp_path)}, _hat_ctx())
+def test_hat_loads_a_plain_weights_file_and_refuses_an_unfinished_run_folder(tmp_path):
+    good = _threshold().state_dict()
+    torch.save({"model": good, "epoch": 0}, tmp_path / "helper.pt")
+    hat = build_method("hat", {"helper": str(tmp_path / "helper.pt")}, _hat_ctx())
     torch.testing.assert_close(hat.helper.weight, good["weight"])
+    with pytest.raises(ValueError, match="is not a finished bench run"):  # a folder: its kept best-clean checkpoint
+        build_method("hat", {"helper": str(tmp_path)}, _hat_ctx())
 
 
 @pytest.mark.parametrize("helper", ["", "does/not/exist"])
-def test_hat_without_a_helper_says_how_to_make_one(tmp_path, helper):
+def test_hat_without_a_helper_says_how_to_make_one(helper):
     with pytest.raises(ValueError, match=r"python -m bench train --method natural .*--hp helper="):
         build_method("hat", {"helper": helper}, _hat_ctx())
-    with pytest.raises(ValueError, match="neither best.pt nor last.pt"):
-        build_method("hat", {"helper": str(tmp_path)}, _hat_ctx())
 
 
 def test_hat_refuses_a_helper_of_another_architecture(tmp_path):

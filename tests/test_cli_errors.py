@@ -98,7 +98,7 @@ def test_no_help_text_points_at_the_spec_users_do_not_have():
     (["--seed", "1.5"], "--seed: seed='1.5'", "an integer"),
     (["--step-size", "-0.5"], "--step-size: step_size=-0.5", "a number > 0"),
     (["--milestones", "-5"], "--milestones: milestones=(-5,)", "epochs ≥ 1"),
-    (["--final-attacks", ""], "--final-attacks: final_attacks=()", "a non-empty comma list"),
+    (["--final-attacks", ""], "--final-attacks: an evaluation needs at least one attack", "a non-empty list"),
     (["--method", "trades", "--hp", "beta=-1"], "hp beta=-1.0", "a number ≥ 0"),
     (["--method", "caat", "--hp", "meta_every=-1"], "hp meta_every=-1", "an integer ≥ 1, or 0 for the fidelity's"),
     (["--method", "caat", "--hp", "hidden=1.5"], "hp hidden='1.5'", "an integer"),

@@ -74,7 +74,7 @@ def test_config_json_records_the_resolved_hyperparameters(tmp_path, capsys):
     runs = tmp_path / "runs"
     assert main(["train", "--method", "gradalign", "--fidelity", "code", "--epochs", "1", "--train-limit", "64",
                  "--batch-size", "32", "--eval-n", "16", "--final-attacks", "clean", "--eval-attacks", "clean",
-                 "--select", "clean", "--final-n", "16", "--device", "cpu", "--runs-dir", str(runs)]) == 0
+                 "--rule", "best:attack=clean", "--final-n", "16", "--device", "cpu", "--runs-dir", str(runs)]) == 0
     (run,) = runs.iterdir()
     record = json.loads((run / "config.json").read_text())
     assert (record["method_hparams"]["lam"], record["method_hparams"]["clean_grad"]) == (0.2, "code")

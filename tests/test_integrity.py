@@ -30,11 +30,12 @@ from bench.experiments.base import PlannedRun
 from bench.experiments.render import collect
 from bench.lease import RunLease
 from bench.run_state import run_state
+from bench.selection import Last
 from bench.store import RunStore
 from bench.train import Runtime, train_run
 
 SMALL = dict(dataset="fmnist", model="tiny-cnn", train_limit=256, batch_size=128, attack_steps=1,
-             eval_attacks=("clean",), select="clean", eval_n=64, final_attacks=("clean",))
+             eval_attacks=("clean",), eval_n=64)
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
 
 
@@ -44,7 +45,7 @@ class _Interrupt(Exception):
 
 def _interrupted(cfg: RunConfig, run, stop_at: int, monkeypatch) -> None:
     """Train `run` until epoch `stop_at` starts, then stop it as a kill would (no done, no result)."""
-    import bench.train as training
+    import bench.training.assemble as training
 
     build = training.build_method
 
@@ -137,7 +138,7 @@ def test_an_empty_last_checkpoint_without_an_earlier_one_marks_the_run_damaged(t
     _interrupted(cfg, run, 1, monkeypatch)  # last.pt of epoch 0, nothing before it
     run.last_ckpt.write_bytes(b"")
     args = ["train", "--method", "natural", "--dataset", "fmnist", "--model", "tiny-cnn", "--train-limit", "256",
-            "--batch-size", "128", "--attack-steps", "1", "--eval-attacks", "clean", "--select", "clean",
+            "--batch-size", "128", "--attack-steps", "1", "--eval-attacks", "clean", "--rule", "best:attack=clean",
             "--eval-n", "64", "--final-attacks", "clean", "--epochs", "2", "--runs-dir", str(runs), "--device", "cpu"]
     capsys.readouterr()
     assert main(args) == 2
@@ -163,9 +164,6 @@ def test_json_is_written_and_read_strictly(tmp_path):
     run.records_file.write_text('{"epoch": 0}\n{"epoch": 1, "train_loss": NaN}\n{"epoch": 2}\n')
     with pytest.raises(DamagedFile, match=r"records.jsonl: damaged: line 2 is not valid JSON.*NaN"):
         run.records()
-    run.result_file.write_text('{"checkpoints": ')
-    with pytest.raises(DamagedFile, match=r"result.json: damaged: not valid JSON"):
-        run.result()
 
 
 def _golden_store(tmp_path: Path) -> Path:
@@ -176,25 +174,26 @@ def _golden_store(tmp_path: Path) -> Path:
 def test_a_damaged_run_record_is_named_in_status_table_and_check_and_the_others_go_on(tmp_path, capsys):
     runs = _golden_store(tmp_path)
     natural = next(runs.glob("natural_*"))
-    (natural / "result.json").write_text('{"checkpoints": {"best": ')
+    (natural / "config.json").write_text('{"config": {"method": ')
     assert main(["status", "--runs-dir", str(runs)]) == 0
     out = capsys.readouterr().out
-    assert f"{natural / 'result.json'}: damaged: not valid JSON" in out
+    assert f"{natural / 'config.json'}: damaged: not valid JSON" in out
     assert "done" in next(line for line in out.splitlines() if "pgd_at_fmnist" in line)
 
     assert main(["table", "table1_bilaw", "--profile", "smoke", "--runs-dir", str(runs), "--out", str(tmp_path)]) == 0
     table = (tmp_path / "smoke" / "table1_bilaw.md").read_text()
-    assert f"damaged: {natural / 'result.json'}: damaged: not valid JSON" in table
+    assert f"damaged: {natural / 'config.json'}: damaged: not valid JSON" in table
     cells = collect(EXPERIMENTS.get("table1_bilaw"), RunStore(runs), "smoke")
     assert (cells["seeds"] > 0).sum() == 3  # the AT row's three cells are still measured
     assert main(["check", "table1_bilaw", "--profile", "smoke", "--runs-dir", str(runs)]) == 0
     out = capsys.readouterr().out
-    assert "cells: 3 of 144 measured" in out and "not measured F-MNIST / plain" in out and "result.json" in out
+    assert "cells: 3 of 144 measured" in out and "not measured F-MNIST / plain" in out and "config.json" in out
 
 
 def test_a_damaged_run_fails_alone_in_a_grid(tmp_path, capsys):
     store = RunStore(tmp_path)
-    plan = [PlannedRun(m, RunConfig(method=m, epochs=1, **SMALL)) for m in ("natural", "pgd_at")]
+    plan = [PlannedRun(m, RunConfig(method=m, epochs=1, **SMALL), evaluation=None, selection=Last())
+            for m in ("natural", "pgd_at")]
     damaged = store.run_dir(plan[0].config)
     damaged.path.mkdir(parents=True)
     damaged.config_file.write_text('{"config": {"method": "natural", ')
@@ -263,7 +262,7 @@ def test_two_concurrent_train_commands_train_the_run_once(tmp_path):
     runs = tmp_path / "runs"
     cmd = [sys.executable, "-m", "bench", "train", "--method", "pgd_at", "--dataset", "fmnist", "--model",
            "tiny-cnn", "--train-limit", "512", "--batch-size", "64", "--attack-steps", "2", "--epochs", "4",
-           "--eval-attacks", "clean", "--select", "clean", "--eval-n", "64", "--final-attacks", "clean",
+           "--eval-attacks", "clean", "--rule", "best:attack=clean", "--eval-n", "64", "--final-attacks", "clean",
            "--runs-dir", str(runs), "--device", "cpu"]
     env = {**os.environ, "CI": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -283,7 +282,7 @@ def test_a_held_lease_refuses_train_with_the_holder_and_writes_nothing(tmp_path,
     run = RunStore(runs).run_dir(cfg)
     assert RunLease(run.path).acquire("local", 1)  # this test process holds it
     args = ["train", "--method", "natural", "--dataset", "fmnist", "--model", "tiny-cnn", "--train-limit", "256",
-            "--batch-size", "128", "--attack-steps", "1", "--eval-attacks", "clean", "--select", "clean",
+            "--batch-size", "128", "--attack-steps", "1", "--eval-attacks", "clean", "--rule", "best:attack=clean",
             "--eval-n", "64", "--final-attacks", "clean", "--epochs", "1", "--runs-dir", str(runs)]
     assert main(args) == 1
     assert f"local process {os.getpid()} on" in capsys.readouterr().err

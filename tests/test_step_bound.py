@@ -38,8 +38,8 @@ def _model():
 @pytest.fixture(scope="module")
 def helper_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("helper")
-    torch.save({"model": _model().state_dict()}, folder / "best.pt")
-    return folder
+    torch.save({"model": _model().state_dict()}, folder / "helper.pt")
+    return folder / "helper.pt"  # a plain weights file (a run folder must be a finished bench run)
 
 
 def _ctx(fidelity: str) -> MethodContext:
