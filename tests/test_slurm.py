@@ -82,7 +82,9 @@ def test_a_smoke_grid_goes_out_as_one_array_and_renders_into_a_table(tmp_path, c
     lines = [line for line in capsys.readouterr().out.splitlines() if "[job " in line]
     assert len(lines) == 4 and all(line.split()[0] in ("submitted", "queued", "running", "done") for line in lines)
     store = RunStore(tmp_path)
-    wait_for(lambda: all(run.status() == "done" for run in store.runs()), "the array to finish")
+    wait_for(lambda: all(run.status() == "done" for run in store.runs()), "the array to finish training")
+    # a job evaluates its run after training (AA here), so the table waits for the jobs, not the runs
+    wait_for(lambda: all(job_state(job["job_id"]) == "COMPLETED" for job in jobs), "the array's jobs to end")
     capsys.readouterr()
     assert main(["status", "--runs-dir", str(tmp_path)]) == 0
     status = capsys.readouterr().out
