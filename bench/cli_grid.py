@@ -49,6 +49,7 @@ def add_grid_commands(sub: argparse._SubParsersAction, store: argparse.ArgumentP
     rp.add_argument("--seeds", default="", help="only runs of these seeds (comma list)")
     rp.add_argument("--datasets", default="", help="only runs on these datasets (comma list, after substitution)")
     rp.add_argument("--models", default="", help="only runs of these architectures (comma list, e.g. small-cnn)")
+    rp.add_argument("--norms", default="", help="only runs of these threat models (comma list: linf, l2)")
     rp.add_argument("--executor", default="local", choices=("local", "slurm", "debug"),
                     help="local: train here, one run after another; slurm: submit job arrays through submitit "
                          "and return at once (`status`, `table`, `check` collect later); debug: submitit's "
@@ -101,7 +102,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ValueError(f"--seeds {args.seeds!r}: give seeds as non-negative integers, e.g. --seeds 0,1,2")
     seeds = tuple(int(s) for s in comma_list(args.seeds))
     grid = artifact.runs(args.profile, subs)
-    filters = dict(methods=methods, seeds=seeds, datasets=comma_list(args.datasets), models=comma_list(args.models))
+    filters = dict(methods=methods, seeds=seeds, datasets=comma_list(args.datasets), models=comma_list(args.models),
+                   norms=comma_list(args.norms))
     check_filters(grid, f"{artifact.id} [{args.profile}]", **filters)
     planned = select(grid, **filters)
     executor = _executor(args)  # a bad --device, --executor/--cluster pair or cluster profile stops a dry run too

@@ -35,10 +35,18 @@ def test_unknown_eval_attack_is_named_not_blamed_on_select(tmp_path, capsys):
     ("--datasets", "cifar10", "fmnist, mnist"),
     ("--methods", "trades", "bilaw, gairat, mail_at, natural, pgd_at, wmmr"),
     ("--seeds", "7", "0"),
+    ("--norms", "linfty", "l2, linf"),
 ])
 def test_run_filters_are_checked_against_the_grid(flag, value, have, tmp_path, capsys):
     assert main(["run", "table1_bilaw", flag, value, "--dry-run", "--runs-dir", str(tmp_path)]) == 2
     assert f"{flag} {value}: no run of table1_bilaw [fast] has it; its runs have: {have}" in _err(capsys)
+
+
+def test_norms_filter_keeps_one_threat_model(tmp_path, capsys):
+    assert main(["run", "table1_bilaw", "--profile", "smoke", "--dry-run", "--methods", "natural", "--datasets",
+                 "fmnist", "--norms", "linf", "--runs-dir", str(tmp_path)]) == 0
+    runs = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  new ")]
+    assert len(runs) == 2 and all("/linf/" in line for line in runs)  # Tiny-CNN and FC1, ℓ∞ only
 
 
 def test_dry_run_checks_the_cluster_profile_and_executor(tmp_path, capsys):

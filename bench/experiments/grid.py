@@ -17,7 +17,7 @@ TO_EVALUATE = "to evaluate"  # trained, but an evaluation its table declares is 
 
 
 def check_filters(planned: list[PlannedRun], label: str, methods: Sequence[str] = (), seeds: Sequence[int] = (),
-                  datasets: Sequence[str] = (), models: Sequence[str] = ()) -> None:
+                  datasets: Sequence[str] = (), models: Sequence[str] = (), norms: Sequence[str] = ()) -> None:
     """Refuse a filter value that no planned run has (a typo, or a model the table does not use), which would
     otherwise select nothing and succeed with '0 runs'; the message lists the values the plan has."""
     configs = [run.config for run in planned if run.config is not None]
@@ -26,8 +26,10 @@ def check_filters(planned: list[PlannedRun], label: str, methods: Sequence[str] 
         "--seeds": {c.seed for c in configs},
         "--datasets": {c.dataset for c in configs},
         "--models": {c.model for c in configs},
+        "--norms": {c.norm for c in configs},
     }
-    for flag, values in (("--methods", methods), ("--seeds", seeds), ("--datasets", datasets), ("--models", models)):
+    for flag, values in (("--methods", methods), ("--seeds", seeds), ("--datasets", datasets), ("--models", models),
+                         ("--norms", norms)):
         unknown = [str(v) for v in values if v not in present[flag]]
         if unknown:
             have = ", ".join(sorted(map(str, present[flag]))) or "none"
@@ -46,17 +48,17 @@ def absent_datasets(planned: list[PlannedRun], data_root: str | None = None) -> 
 
 
 def select(planned: list[PlannedRun], methods: Sequence[str] = (), seeds: Sequence[int] = (),
-           datasets: Sequence[str] = (), models: Sequence[str] = ()) -> list[PlannedRun]:
-    """The planned runs of the given methods (base name before any '+add-on' counts too), seeds, datasets and
-    models, and the runs they need (HAT's helper, a hot start); an empty filter keeps everything. Runs the bench
+           datasets: Sequence[str] = (), models: Sequence[str] = (), norms: Sequence[str] = ()) -> list[PlannedRun]:
+    """The planned runs of the given methods (base name before any '+add-on' counts too), seeds, datasets,
+    models and threat models, and the runs they need (HAT's helper, a hot start); an empty filter keeps everything. Runs the bench
     cannot run are kept only when nothing is filtered."""
     def wanted(run: PlannedRun) -> bool:
         if run.config is None:
-            return not (methods or seeds or datasets or models)
+            return not (methods or seeds or datasets or models or norms)
         c = run.config
         return ((not methods or c.method in methods or c.method.split("+")[0] in methods)
                 and (not seeds or c.seed in seeds) and (not datasets or c.dataset in datasets)
-                and (not models or c.model in models))
+                and (not models or c.model in models) and (not norms or c.norm in norms))
     needed = {need for run in planned if wanted(run) for need in run.needs}
     return [run for run in planned if wanted(run) or (run.config is not None and run.config.run_id() in needed)]
 
