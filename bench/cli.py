@@ -157,7 +157,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from bench.evaluate import EVAL_ATTACKS
     from bench.models import MODELS, describe
     from bench.schedules import SCHEDULES
-    from bench.experiments import EXPERIMENTS, FIGURES
+    from bench.papers import EXPERIMENTS, FIGURES
     from methods import ADDONS, METHODS
 
     def method_line(plugin: Any, prefix: str = "") -> str:

@@ -90,7 +90,8 @@ def comma_list(text: str) -> tuple[str, ...]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.cost import CPU_CORES, gpu_throughput, plan_cost
-    from bench.experiments import Experiment, lookup
+    from bench.experiments import Experiment
+    from bench.papers import lookup
     from bench.experiments.grid import absent_datasets, check_filters, missing, select, states, summary
     from bench.store import RunStore
     from methods import canonical_name
@@ -160,7 +161,7 @@ def _executor(args: argparse.Namespace):
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from bench.experiments import EXPERIMENTS
+    from bench.papers import EXPERIMENTS
     from bench.experiments.check import check_table
     from bench.experiments.render import collect, write_table
     from bench.store import RunStore
@@ -177,7 +178,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    from bench.experiments import FIGURES
+    from bench.papers import FIGURES
     from bench.experiments.figures import draw
 
     subs = parse_substitutions(args.substitute)
@@ -190,7 +191,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bench.experiments import EXPERIMENTS
+    from bench.papers import EXPERIMENTS
     from bench.experiments.check import check_table
     from bench.experiments.render import collect
     from bench.store import RunStore

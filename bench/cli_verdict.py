@@ -61,7 +61,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger_add(args: argparse.Namespace) -> int:
-    from bench.experiments import EXPERIMENTS, PROFILES
+    from bench.experiments import PROFILES
+    from bench.papers import EXPERIMENTS
     from bench.ledger import Ledger
     from bench.store import RunStore
 

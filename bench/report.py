@@ -17,7 +17,8 @@ from bench.audit import excluded, flagged_cells
 from bench.environment import code_commit
 from bench.experiments.claims import CONTRADICTED
 from bench.experiments.stats import NOT_DISTINGUISHABLE
-from bench.experiments import EXPERIMENTS, FIGURES, PROFILES, Experiment, Figure
+from bench.experiments import PROFILES, Experiment, Figure
+from bench.papers import EXPERIMENTS, FIGURES
 from bench.experiments.check import TableCheck, check_table
 from bench.experiments.figures import figure_input
 from bench.experiments.render import collect

@@ -9,7 +9,7 @@ import pytest
 from bench.audit import RULES, audit, audit_cells, flagged_cells, parse_target
 from bench.audit.roles import Role, column_role
 from bench.cli import main
-from bench.experiments import EXPERIMENTS
+from bench.papers import EXPERIMENTS
 from bench.experiments.check import check_table
 from bench.experiments.render import to_markdown
 from bench.published import load_published

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.experiments import EXPERIMENTS
+from bench.papers import EXPERIMENTS
 from bench.experiments.check import TOLERANCE, check_table
 from bench.published import load_published
 

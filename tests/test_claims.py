@@ -120,7 +120,7 @@ def test_contradiction_by_the_papers_own_table_is_detected_on_a_synthetic_table(
 
 
 def test_check_shows_contradicted_claims_and_leaves_them_out_of_the_verdict(tmp_path, monkeypatch):
-    from bench.experiments import EXPERIMENTS
+    from bench.papers import EXPERIMENTS
     from bench.experiments.check import check_table
 
     write(tmp_path, {"op": "~", "value": "5", "tol": "0.6"}, {"id": "ok"})  # F-MNIST: 68.8 − 68.3 = 0.5

@@ -38,7 +38,7 @@ def test_list_shows_every_registry(capsys):
 
 
 def test_list_experiments_names_every_table_and_figure(capsys):
-    from bench.experiments import EXPERIMENTS, FIGURES
+    from bench.papers import EXPERIMENTS, FIGURES
 
     assert main(["list", "experiments"]) == 0
     listed = {line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]}

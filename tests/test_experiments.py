@@ -8,7 +8,8 @@ import pytest
 
 from bench.cli import main
 from bench.config import RunConfig
-from bench.experiments import EXPERIMENTS, FIGURES, PROFILES, PlannedRun, lookup
+from bench.experiments import PROFILES, PlannedRun
+from bench.papers import EXPERIMENTS, FIGURES, lookup
 from bench.experiments.base import substitute
 from bench.experiments.grid import select, states
 from bench.experiments.render import collect, to_markdown

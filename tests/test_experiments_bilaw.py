@@ -11,8 +11,8 @@ from torch import nn
 import bench.eval_store as eval_store
 import bench.training.assemble as training
 from bench.data import Split, load_dataset
-from bench.experiments import EXPERIMENTS, FIGURES, lookup
-from bench.experiments import bilaw_figures
+from bench.papers import EXPERIMENTS, FIGURES, lookup
+from bench.papers.bilaw import figures as bilaw_figures
 from bench.experiments.claims import load_claims
 from bench.experiments.figures import draw
 from bench.experiments.render import collect

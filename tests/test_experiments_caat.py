@@ -12,10 +12,10 @@ from torch import nn
 
 import methods.caat as caat
 from bench.data import Split
-from bench.experiments import EXPERIMENTS, FIGURES
-from bench.experiments import caat_figures
+from bench.papers import EXPERIMENTS, FIGURES
+from bench.papers.caat import figures as caat_figures
 from bench.experiments.base import FigureInput
-from bench.experiments.caat_runs import HOT_START, key
+from bench.papers.caat.runs import HOT_START, key
 from bench.experiments.claims import load_claims
 from bench.experiments.figures import figure_input
 from bench.experiments.render import collect

@@ -8,7 +8,8 @@ import pytest
 from bench.eval_store import Evaluation
 from bench.selection import CFASelect
 from bench.data import DATASETS
-from bench.experiments import EXPERIMENTS, FIGURES, Cell, lookup
+from bench.experiments import Cell
+from bench.papers import EXPERIMENTS, FIGURES, lookup
 from bench.experiments.claims import load_claims
 from bench.experiments.figures import draw
 from bench.experiments.render import collect

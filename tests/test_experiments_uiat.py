@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from cifar_subset import real_cifar10_jpeg, write_subset
 
-from bench.experiments import EXPERIMENTS, FIGURES, PROFILES, uiat_figures
+from bench.experiments import PROFILES
+from bench.papers import EXPERIMENTS, FIGURES
+from bench.papers.uiat import figures as uiat_figures
 from bench.experiments.figures import draw
 from bench.experiments.render import collect
 from bench.published import load_published

@@ -25,7 +25,7 @@ from bench.cli import main
 from bench.config import RunConfig
 from bench.divergence import Diverged, check_finite
 from bench.executors import LocalExecutor
-from bench.experiments import EXPERIMENTS
+from bench.papers import EXPERIMENTS
 from bench.experiments.base import PlannedRun
 from bench.experiments.render import collect
 from bench.lease import RunLease

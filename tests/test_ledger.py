@@ -10,7 +10,7 @@ import bench.eval_store as eval_store
 import bench.training.assemble as training
 from bench.cli import main
 from bench.data import load_dataset
-from bench.experiments import EXPERIMENTS, FIGURES
+from bench.papers import EXPERIMENTS, FIGURES
 from bench.experiments.base import Cell
 from bench.experiments.render import collect
 from bench.experiments.stats import STATS

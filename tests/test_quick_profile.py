@@ -1,7 +1,7 @@
 """table1_bilaw's `quick` profile (the README's first job): three rows of F-MNIST Tiny-CNN ℓ∞ cells, a schedule
 that does not collapse, rendered into its own folder so it never replaces a fast or paper table."""
 from bench.cli import main
-from bench.experiments import EXPERIMENTS
+from bench.papers import EXPERIMENTS
 from bench.schedules import milestones
 
 QUICK = ["F-MNIST/Tiny-CNN/linf/plain", "F-MNIST/Tiny-CNN/linf/AT", "F-MNIST/Tiny-CNN/linf/BiLAW(ours)"]

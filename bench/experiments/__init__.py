@@ -1,15 +1,10 @@
-"""Experiments: each table and figure of the four papers as a declared grid of runs plus its layout.
+"""The experiment framework: what a table or figure declares (`base`), planning a grid against the run store
+(`grid`), rendering (`render`), checking against the published numbers and claims (`check`, `claims`,
+`stats`) and drawing (`figures`, `plotting`).
 
-`EXPERIMENTS` maps table ids (`table<N>_<paper>`) to `Experiment`s and `FIGURES` maps figure ids
-(`fig<N>_<paper>`) to `Figure`s. Each paper has one module here, named after it; importing this package
-imports them, which registers their tables and figures.
+It knows no paper: the tables and figures themselves are in bench.papers, whose import fills the registries
+`EXPERIMENTS` and `FIGURES` of `base` (read them through bench.papers).
 """
-import importlib
+from bench.experiments.base import PROFILES, Cell, Experiment, Figure, PlannedRun
 
-from bench.experiments.base import EXPERIMENTS, FIGURES, PROFILES, Cell, Experiment, Figure, PlannedRun, lookup
-from bench.published import PAPERS
-
-for _paper in PAPERS:
-    importlib.import_module(f"{__name__}.{_paper}")
-
-__all__ = ["EXPERIMENTS", "FIGURES", "PROFILES", "Cell", "Experiment", "Figure", "PlannedRun", "lookup"]
+__all__ = ["PROFILES", "Cell", "Experiment", "Figure", "PlannedRun"]

@@ -1,4 +1,4 @@
-"""BiLAW's tables (BiLAW §3–5 and Tables 1–3, 6–8; GAIRAT, WMMR and MAIL as its baselines); its weight figures are in `bilaw_figures`.
+"""BiLAW's tables (BiLAW §3–5 and Tables 1–3, 6–8; GAIRAT, WMMR and MAIL as its baselines); its weight figures are in `figures`.
 
 * Table 1: MNIST / F-MNIST, Tiny-CNN and FC1, ℓ∞ ε = 0.1 and ℓ2 ε = 0.3: plain, AT, GAIRAT, WMMR, MAIL, BiLAW.
 * Table 2: CIFAR-10, Small-CNN and WRN-32-10, ε = 0.0078 and 0.031: AT, TRADES, GAIRAT, WMMR, MAIL and the
@@ -301,4 +301,3 @@ TABLE8 = _ablation(
     "Inputs read off the adversarial example [AMBIG]: Δ (Def. 3), p_y − max_{j≠y} p_j (Def. 2), the robust CE ℓ̂, "
     "and ℓ̂ − ℓ (robust minus clean CE).")
 
-from bench.experiments import bilaw_figures  # noqa: E402,F401  (registers the figures; needs the plans above)

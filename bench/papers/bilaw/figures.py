@@ -26,7 +26,7 @@ from bench.attacks import pgd
 from bench.checkpoint_io import load_checkpoint
 from bench.data import DATASETS, load_dataset
 from bench.experiments.base import Figure, FigureInput, PlannedRun, register
-from bench.experiments.bilaw import TABLE2_METHODS, table2_run
+from bench.papers.bilaw.tables import TABLE2_METHODS, table2_run
 from bench.experiments.plotting import footer, new_figure, save
 from bench.store import RunDir
 from bench.training.assemble import Runtime, attack_budget, make_model, resolve_device

@@ -3,14 +3,13 @@ average and worst-class natural / boundary / robust errors under PGD-20 (ε = 8/
 TRADES (1/λ = 1, 6), Baseline ReWeight, the three FRL variants and CAAT with its two bounds. Table 1:
 standard CIFAR-10; Table 2: 20% pair-flip label noise; Table 3: long tail, imbalance factor 10; Table 4: the
 ablation Settings I–IV on standard CIFAR-10. Every row fine-tunes a robust hot start: the runs, their recipe
-and their data are in `caat_runs`. Cells read the last epoch (CAAT's code has no selection).
+and their data are in `runs`, the figures in `figures`. Cells read the last epoch (CAAT's code has no selection).
 """
 from __future__ import annotations
 
-from bench.experiments.base import Cell, Experiment, Figure, no_runs, register
-from bench.experiments.caat_runs import (CORRUPTED_ROWS, LONG_TAIL_10, PAIR_FLIP_20, ROWS, SETTINGS, STANDARD,
-                                         evaluation, key, planned, selection)
-from bench.theory import caat_linear
+from bench.experiments.base import Cell, Experiment, register
+from bench.papers.caat.runs import (CORRUPTED_ROWS, LONG_TAIL_10, PAIR_FLIP_20, ROWS, SETTINGS, STANDARD,
+                                   evaluation, key, planned, selection)
 
 CHECKPOINT = "last"
 AVERAGE = {"Avg. Nat.": "nat_avg", "Avg. Bdy.": "bdy_avg", "Avg. Rob.": "rob_avg"}
@@ -67,11 +66,3 @@ TABLE4 = register(Experiment(
     cells=lambda: cells_of(STANDARD, SETTINGS, AVERAGE, suffix=" (%)"),
     notes=NOTES + " I: all adversaries, fixed ε; II: all adversaries, ReMargin; III: learned directions, "
                   "fixed ε; IV: learned directions, ReMargin (= Table 1's CAAT (ReMargin) run)."))
-
-FIG1 = register(Figure(
-    id="fig1_caat", paper="caat",
-    title="CAAT Fig. 1: class-wise errors of the optimal robust linear classifier vs ρ, and its boundaries",
-    plan=no_runs, draw=lambda inputs, stem: caat_linear.draw_fig1(stem),
-    notes="computed in closed form (Theorem 1, Corollary 2), checked against Monte-Carlo in the tests"))
-
-from bench.experiments import caat_figures  # noqa: E402,F401  (registers Figs. 3–5, which reuse the plans above)

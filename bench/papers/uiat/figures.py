@@ -25,8 +25,8 @@ from bench.evaluate import AttackSpec, attack_hits
 from bench.experiments.base import Figure, FigureInput, PlannedRun, register
 from bench.experiments.plotting import footer, new_figure, save
 from bench.checkpoints import Checkpoint
-from bench.experiments import uiat
-from bench.experiments.uiat import EPS_255, EPOCHS, helper_run, method_run, recipe
+from bench.papers.uiat import tables as uiat
+from bench.papers.uiat.tables import EPS_255, EPOCHS, helper_run, method_run, recipe
 from bench.store import RunDir
 from bench.training.assemble import Runtime, load_model, resolve_device
 

@@ -1,4 +1,4 @@
-"""UIAT's tables (Dong et al. 2023; spec §4.3–4.5, §4.14, §4.15, §5). Figures: bench/experiments/uiat_figures.py.
+"""UIAT's tables (Dong et al. 2023; spec §4.3–4.5, §4.14, §4.15, §5). Figures: `figures`.
 
 Multi-step recipe [P, §4.1, App. A.2]: ResNet-18, 100 epochs (SVHN 30), batch 128, SGD with Nesterov momentum 0.9,
 wd 5e-4, "cyclic" lr with max 0.1 = HAT's OneCycleLR (pct_start 0.25, per batch) [AMBIG], PGD-10 training
@@ -319,4 +319,3 @@ TABLE6 = register(Experiment(
     plan=plan_table6, cells=cells_table6,
     notes="Row 1 is instance-wise IAT with β = 0 and no momentum (spec §4.14); row 5 is Table 1's UIAT run."))
 
-from bench.experiments import uiat_figures  # noqa: E402,F401  (registers the figures)

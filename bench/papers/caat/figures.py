@@ -5,7 +5,7 @@ records). Fig. 4: share of adversaries, and mean adversarial / anti-adversarial 
 noisy-label samples over training under 20% uniform noise (CAAT's per-sample records split by the scenario's
 true labels). Fig. 5: per-class natural and robust errors of every method on long-tailed CIFAR-10, imbalance
 factors 10 and 100 (the last checkpoint's error triple). Each figure also plans the hot starts its runs
-fine-tune (`caat_runs`); it draws only the fine-tuned rows.
+fine-tune (`runs`); it draws only the fine-tuned rows. Fig. 1 is computed in closed form (bench.theory).
 """
 from __future__ import annotations
 
@@ -19,12 +19,13 @@ import numpy as np
 from bench import atomic
 from bench.data import DATASETS, MissingDatasetError, load_dataset
 from bench.data.scenarios import build_scenario
-from bench.experiments.base import Figure, FigureInput, PlannedRun, register
-from bench.experiments.caat import CHECKPOINT
-from bench.experiments.caat_runs import (CAAT_ROWS, CORRUPTED_ROWS, LONG_TAIL_10, LONG_TAIL_100, STANDARD, UNIFORM_20,
-                                         evaluation, fine_tune, hot_start, key, planned, selection)
+from bench.experiments.base import Figure, FigureInput, PlannedRun, no_runs, register
+from bench.papers.caat.tables import CHECKPOINT
+from bench.papers.caat.runs import (CAAT_ROWS, CORRUPTED_ROWS, LONG_TAIL_10, LONG_TAIL_100, STANDARD, UNIFORM_20,
+                                   evaluation, fine_tune, hot_start, key, planned, selection)
 from bench.experiments.plotting import footer, new_figure, save
 from bench.store import RunDir
+from bench.theory import caat_linear
 from methods.caat import SAMPLES_DIR
 
 FIG4_ROW = "CAAT (Grad-Based)"  # sample-wise bounds: the variant the paper proposes for noisy labels
@@ -193,3 +194,9 @@ FIG5 = register(Figure(
     plan=plan_fig5, draw=draw_fig5, evaluation=evaluation, selection=selection,
     notes="IF = 10 reuses Table 3's runs; IF = 100 trains the same rows from a hot start on the IF = 100 set; "
           "last checkpoint, PGD-20"))
+
+FIG1 = register(Figure(
+    id="fig1_caat", paper="caat",
+    title="CAAT Fig. 1: class-wise errors of the optimal robust linear classifier vs ρ, and its boundaries",
+    plan=no_runs, draw=lambda inputs, stem: caat_linear.draw_fig1(stem),
+    notes="computed in closed form (Theorem 1, Corollary 2), checked against Monte-Carlo in the tests"))

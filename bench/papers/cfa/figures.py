@@ -17,13 +17,14 @@ from typing import Callable
 
 import numpy as np
 
-from bench.experiments.base import Figure, FigureInput, PlannedRun, register
-from bench.experiments.cfa import evaluation as cfa_evaluation
-from bench.experiments.cfa import key, run_config, seeded_runs
-from bench.experiments.cfa import selection as cfa_selection
+from bench.experiments.base import Figure, FigureInput, PlannedRun, no_runs, register
+from bench.papers.cfa.tables import evaluation as cfa_evaluation
+from bench.papers.cfa.tables import key, run_config, seeded_runs
+from bench.papers.cfa.tables import selection as cfa_selection
 from bench.experiments.plotting import footer, new_figure, save
 from bench.selection import Best, monitored
 from bench.store import RunDir
+from bench.theory import cfa_toy
 from methods.ccm import BASE_BUDGET
 from methods.ccr import CCRHparams
 from methods.trades import TRADESHparams
@@ -308,3 +309,9 @@ FIG6 = register(Figure(
 FIG7 = register(Figure(
     "fig7_cfa", "cfa", "CFA Fig. 7: TRADES + CCM + CCR with λ₂ from 0.3 to 0.7, and its class-wise β",
     sweep_plan("TRADES", "TRADES + CCM + CCR", "ccr.lam2", CCRHparams().lam2), draw_fig7))
+
+FIG1 = register(Figure(
+    id="fig1_cfa", paper="cfa",
+    title="CFA Fig. 1: class-wise clean and robust accuracy on the toy distribution",
+    plan=no_runs, draw=lambda inputs, stem: cfa_toy.draw_fig1(stem),
+    notes="computed in closed form (App. A), checked against Monte-Carlo in the tests"))

@@ -16,7 +16,7 @@ Training set: every row trains on the 98% left by the 2% validation split, used 
 98% samples", §5.1), so rows differ only in their method; FRL's rows hold out their own code's meta split
 (last 300 per class) instead, which their constraints need.
 
-Figures 2–7 are drawn in `bench.experiments.cfa_figures` (imported at the end); fig1 is closed form.
+Figures are drawn in `figures` (fig1 in closed form, bench.theory).
 """
 from __future__ import annotations
 
@@ -26,9 +26,8 @@ from typing import Any, Callable
 from bench.config import RunConfig
 from bench.data.scenarios import ScenarioConfig
 from bench.eval_store import Evaluation
-from bench.experiments.base import Cell, Experiment, Figure, PlannedRun, no_runs, register
+from bench.experiments.base import Cell, Experiment, PlannedRun, register
 from bench.selection import CFASelect, Last, Rule
-from bench.theory import cfa_toy
 from methods import required_heldout
 
 PAPER_EPOCHS = 200
@@ -232,11 +231,3 @@ TABLE4 = register(Experiment(
 CIFAR [AMBIG]; 5 seeds as Table 1 (App. C.1 does not say); validation split 10 images per class (2%); FAWA
 gates on the worst-20% mean with threshold 0.05 [AMBIG]. "Best" ranks by accuracy + the worst-20% mean, as the
 paper does on Tiny-ImageNet.""", evaluation=evaluation, selection=selection))
-
-FIG1 = register(Figure(
-    id="fig1_cfa", paper="cfa",
-    title="CFA Fig. 1: class-wise clean and robust accuracy on the toy distribution",
-    plan=no_runs, draw=lambda inputs, stem: cfa_toy.draw_fig1(stem),
-    notes="computed in closed form (App. A), checked against Monte-Carlo in the tests"))
-
-from bench.experiments import cfa_figures  # noqa: E402,F401  (registers fig2_cfa … fig7_cfa)

@@ -1,0 +1,3 @@
+"""UIAT: `tables` declares its tables (runs per profile, evaluation, selection rule, cells) and `figures`
+its figures. Importing the package registers them."""
+from bench.papers.uiat import figures, tables  # noqa: F401  (figures reuse the tables' plans)
