@@ -66,10 +66,10 @@ def add_grid_commands(sub: argparse._SubParsersAction, store: argparse.ArgumentP
     tp.add_argument("--out", default="tables", help="output folder; tables go to OUT/<profile>/ (default tables/)")
     tp.set_defaults(func=cmd_table)
 
-    fp = sub.add_parser("figures", parents=[store], help="draw figures from stored runs (figures/<id>.png and .pdf)")
+    fp = sub.add_parser("figures", parents=[store], help="draw figures from stored runs (figures/<profile>/<id>.png and .pdf)")
     fp.add_argument("figures", nargs="*", help="figure ids (default: every figure)")
     _add_plan_flags(fp)
-    fp.add_argument("--out", default="figures", help="output folder (default figures/)")
+    fp.add_argument("--out", default="figures", help="output folder; figures go to OUT/<profile>/ (default figures/)")
     fp.set_defaults(func=cmd_figures)
 
     cp = sub.add_parser("check", parents=[store],

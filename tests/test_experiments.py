@@ -9,10 +9,10 @@ import pytest
 from bench.cli import main
 from bench.config import RunConfig
 from bench.experiments import PROFILES, PlannedRun
-from bench.papers import EXPERIMENTS, FIGURES, lookup
 from bench.experiments.base import substitute
 from bench.experiments.grid import select, states
 from bench.experiments.render import collect, to_markdown
+from bench.papers import EXPERIMENTS, FIGURES, lookup
 from bench.published import load_published
 from bench.store import RunStore
 from bench.train import train_run
@@ -181,7 +181,16 @@ def test_selecting_methods_keeps_the_runs_they_need():
     assert [run.key for run in runs] == ["CIFAR-10/hot start", "CIFAR-10/FRL (ReWeight)"]
 
 
-def test_figures_command_draws_the_theory_figures(tmp_path, capsys):
-    assert main(["figures", "fig1_caat", "fig1_cfa", "--out", str(tmp_path)]) == 0
+def test_figures_command_draws_the_theory_figures_into_the_profile_folder(tmp_path, capsys):
+    assert main(["figures", "fig1_caat", "fig1_cfa", "--profile", "smoke", "--out", str(tmp_path)]) == 0
     for name in ("fig1_caat", "fig1_cfa"):
-        assert (tmp_path / f"{name}.png").stat().st_size > 10_000 and (tmp_path / f"{name}.pdf").exists()
+        assert (tmp_path / "smoke" / f"{name}.png").stat().st_size > 10_000
+        assert (tmp_path / "smoke" / f"{name}.pdf").exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["smoke"]  # nothing outside the profile's folder
+
+
+def test_run_draws_a_figure_into_the_profile_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "fig1_cfa", "--profile", "smoke", "--runs-dir", str(tmp_path / "runs"), "--device", "cpu"]) == 0
+    assert sorted(str(path.relative_to(tmp_path)) for path in (tmp_path / "figures").rglob("*")) == [
+        "figures/smoke", "figures/smoke/fig1_cfa.pdf", "figures/smoke/fig1_cfa.png"]

@@ -25,6 +25,7 @@ def figure_input(figure: Figure, store: RunStore, profile: str,
 
 def draw(figure: Figure, runs_dir: str | None, profile: str, out_dir: Path,
          substitutions: Mapping[str, str] | None = None) -> tuple[list[Path], list[str]]:
-    """Write figures/<id>.png and .pdf; returns their paths and the keys of runs not finished yet."""
+    """Write <out_dir>/<profile>/<id>.png and .pdf (one folder per profile, as tables, so a smoke drawing never
+    replaces a fast or paper one); returns their paths and the keys of runs not finished yet."""
     inputs = figure_input(figure, RunStore(runs_dir), profile, substitutions)
-    return list(figure.draw(inputs, out_dir / figure.id)), inputs.missing
+    return list(figure.draw(inputs, out_dir / profile / figure.id)), inputs.missing

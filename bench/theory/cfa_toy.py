@@ -291,10 +291,3 @@ def draw_fig1(path_stem: str | Path, cfg: CFAToyConfig = CFAToyConfig()) -> tupl
         fig.savefig(png, dpi=150)
         fig.savefig(pdf)
     return png, pdf
-
-
-if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    for written in draw_fig1(sys.argv[1] if len(sys.argv) > 1 else "figures/fig1_cfa"):
-        print(written)
