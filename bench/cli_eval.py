@@ -74,6 +74,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                 eps=args.eps, norm=args.norm)
     with _flag("--rule"):
         rule = parse_rule(args.rule)
+    if args.checkpoint.startswith("best"):
+        check_rule(run, rule)
     summary = run_evaluation(run, evaluation, rule, Runtime(resolve_device(args.device), args.data_root))
     print(format_summary(summary))
     return 0
@@ -97,6 +99,38 @@ def final_evaluation(args: argparse.Namespace) -> tuple[Any, Any]:
         evaluation = Evaluation(comma_list(args.final_attacks), n=args.final_n, aa_n=args.aa_n)
     with _flag("--rule"):
         return evaluation, parse_rule(args.rule)
+
+
+def check_rule(run: Any, rule: Any) -> None:
+    """`best` is read from the run's per-epoch records: a rule over data the run did not record (the default
+    `best` = PGD-20 on test images, for a BiLAW row that monitors `val_stop`) is refused, naming the rule its
+    table selects with, or else the rules its records allow."""
+    from bench.selection import Best
+
+    cfg = run.config()
+    try:
+        rule.check(cfg.eval_attacks, cfg.monitor_on)
+    except ValueError as error:
+        declared = declared_rules(run.path.name)
+        hint = (" or ".join(f"--rule {spec} (as {table} selects)" for spec, table in declared.items()) if declared
+                else " or ".join(f"--rule {Best(attack=a, on=on).spec()}" for a in cfg.eval_attacks if a != "clean"
+                                 for on in cfg.monitor_on) or "--rule last")
+        raise ValueError(f"--rule {rule.spec()}: run {run.path.name} cannot pick `best` by it ({error}); give "
+                         f"{hint}") from None
+
+
+def declared_rules(run_id: str) -> dict[str, str]:
+    """Selection rule spec → the first table that plans this run with it (any profile)."""
+    from bench.papers import EXPERIMENTS
+
+    found: dict[str, str] = {}
+    for name in EXPERIMENTS:
+        experiment = EXPERIMENTS.get(name)
+        for profile in experiment.profiles:
+            for planned in experiment.runs(profile):
+                if planned.config is not None and planned.config.run_id() == run_id:
+                    found.setdefault(planned.selection.spec(), name)
+    return found
 
 
 @contextlib.contextmanager

@@ -9,13 +9,14 @@ import pytest
 import bench.eval_store as eval_store
 from bench.cli import main
 from bench.config import RunConfig
+from bench.data.scenarios import ScenarioConfig
 from bench.cost import forward_flops, run_cost
 from bench.eval_store import EvalKey, EvaluatedRun, Evaluation, attack_spec, run_evaluation
 from bench.executors import LocalExecutor
 from bench.experiments.base import Cell, PlannedRun
 from bench.experiments.grid import missing, states
 from bench.experiments.stats import STATS
-from bench.selection import Best
+from bench.selection import Best, Last
 from bench.store import RunStore
 from bench.train import train_run
 from bench.training.assemble import Runtime
@@ -130,3 +131,32 @@ def test_a_run_trained_before_evaluation_left_the_config_still_reads(finished, c
     run.config_file.write_text(json.dumps(saved))
     assert run.config() == CFG
     assert main(["--runs-dir", str(store.root), "status"]) == 0 and "1 done" in capsys.readouterr().out
+
+
+def test_eval_best_under_a_rule_the_run_did_not_record_names_the_rule_to_give(tmp_path, capsys):
+    """A run that early-stops on a held-out split (BiLAW's val_stop) has no PGD-20 record on test images: the
+    default `--rule` is refused with the rule that fits, not reported as "not evaluated"."""
+    cfg = RunConfig(method="pgd_at", dataset="fmnist", model="tiny-cnn", epochs=1, train_limit=2256, batch_size=64,
+                    attack_steps=1, eval_attacks=("clean", "pgd20"), eval_n=32, monitor_on=("val_stop",),
+                    scenario=ScenarioConfig(heldout="bilaw"))
+    store = RunStore(tmp_path)
+    run = store.run_dir(cfg)
+    train_run(cfg, run, evaluation=CLEAN, selection=Last())
+    runs = ["--runs-dir", str(tmp_path)]
+    before = sorted(run.evals_dir.rglob("*.json"))
+    assert main([*runs, "eval", run.path.name, "--attacks", "clean", "--n", "16", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "set 'test' is not monitored" in err and "give --rule best:on=val_stop" in err
+    assert sorted(run.evals_dir.rglob("*.json")) == before  # refused before evaluating anything
+    assert main([*runs, "eval", run.path.name, "--rule", "best:on=val_stop", "--attacks", "clean", "--n", "16",
+                 "--device", "cpu"]) == 0
+    assert "not evaluated" not in capsys.readouterr().out
+
+
+def test_the_rule_named_for_a_table_run_is_the_one_its_table_selects_with():
+    from bench.cli_eval import declared_rules
+    from bench.papers import EXPERIMENTS
+
+    bilaw = next(run for run in EXPERIMENTS.get("table1_bilaw").runs("fast") if run.key == "F-MNIST/Tiny-CNN/linf/BiLAW(ours)")
+    assert declared_rules(bilaw.config.run_id()) == {"best:on=val_stop": "table1_bilaw"}
+    assert declared_rules("no-such-run") == {}
