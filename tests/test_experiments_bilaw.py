@@ -6,16 +6,15 @@ import math
 
 import pytest
 import torch
+from short_test_set import short_test_set
 from torch import nn
 
-import bench.eval_store as eval_store
-import bench.training.assemble as training
 from bench.data import Split, load_dataset
-from bench.papers import EXPERIMENTS, FIGURES, lookup
-from bench.papers.bilaw import figures as bilaw_figures
 from bench.experiments.claims import load_claims
 from bench.experiments.figures import draw
 from bench.experiments.render import collect
+from bench.papers import EXPERIMENTS, FIGURES, lookup
+from bench.papers.bilaw import figures as bilaw_figures
 from bench.published import load_published
 from bench.store import RunStore
 from bench.selection import Best
@@ -216,13 +215,7 @@ def smoke_store(tmp_path_factory):
     store = RunStore(tmp_path_factory.mktemp("bilaw_runs"))
     planned = {r.key: r for r in _runs("table2_bilaw", "smoke", SUBS)}
 
-    def short_test(name, root=None):
-        train, test = load_dataset(name, root)
-        return train, test.subset(torch.arange(TEST_IMAGES))
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(training, "load_dataset", short_test)
-        patch.setattr(eval_store, "load_dataset", short_test)
+    with short_test_set(TEST_IMAGES):
         results = {key: train_run(planned[key].config, store.run_dir(planned[key].config),
                                   evaluation=planned[key].evaluation, selection=planned[key].selection)
                    for key in SMOKE_KEYS}

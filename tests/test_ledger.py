@@ -5,16 +5,15 @@ import json
 
 import pytest
 import torch
+from short_test_set import short_test_set
 
 import bench.eval_store as eval_store
-import bench.training.assemble as training
 from bench.cli import main
-from bench.data import load_dataset
-from bench.papers import EXPERIMENTS, FIGURES
 from bench.experiments.base import Cell
 from bench.experiments.render import collect
 from bench.experiments.stats import STATS
 from bench.ledger import USES, Ledger, uses
+from bench.papers import EXPERIMENTS, FIGURES
 from bench.report import status_markdown
 from bench.store import RunStore
 from bench.train import train_run
@@ -29,13 +28,7 @@ def smoke(tmp_path_factory):
     store = RunStore(tmp_path_factory.mktemp("runs"))
     planned = {r.key: r for r in EXPERIMENTS.get("table1_bilaw").runs("smoke")}
 
-    def short_test(name, root=None):
-        train, test = load_dataset(name, root)
-        return train, test.subset(torch.arange(TEST_IMAGES))
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(training, "load_dataset", short_test)
-        patch.setattr(eval_store, "load_dataset", short_test)
+    with short_test_set(TEST_IMAGES):
         for key in KEYS:
             train_run(planned[key].config, store.run_dir(planned[key].config), evaluation=planned[key].evaluation,
                       selection=planned[key].selection)
