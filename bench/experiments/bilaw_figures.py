@@ -31,9 +31,9 @@ from bench.experiments.plotting import footer, new_figure, save
 from bench.store import RunDir
 from bench.training.assemble import Runtime, attack_budget, make_model, resolve_device
 from methods import resolved_hparams
-from methods.bilaw_meta import WeightingNet, input_size, parse_widths, weight_inputs
-from methods.gairat import geometry_weights, pgd_counting_correct
-from methods.mail import mail_weights
+from methods.bilaw.bilaw_meta import WeightingNet, input_size, parse_widths, weight_inputs
+from methods.reweighting.gairat import geometry_weights, pgd_counting_correct
+from methods.reweighting.mail import mail_weights
 
 SOURCE = ("Small-CNN", "ε = 0.031", "BiLAW (ours)")
 PROBE_FILE = "fig_bilaw_weights.json"
