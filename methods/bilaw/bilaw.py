@@ -113,6 +113,7 @@ class ValidatedReweighting(Method):
     """What every variant shares: the validation batches of held-out set #1, the adversaries and the weight log."""
 
     heldout_kind = "bilaw"
+    per_class = frozenset({"eps"})  # its adversaries read class_eps (eps_for): CCM may recalibrate it
     attack_loss = "ce"  # the training attack's loss
 
     def __init__(self, hp, ctx):

@@ -46,6 +46,7 @@ def base_budget(lam1: float, base: str) -> float:
 class CCM(ClassCalibrated):
     Hparams = CCMHparams
     description = "CFA class-wise calibrated margin: ε_c = (λ₁ + train robust acc of c)·ε"
+    needs = frozenset({"eps"})  # the base's class_eps
 
     def __init__(self, hp, base):
         super().__init__(hp, base)

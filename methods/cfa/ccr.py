@@ -34,11 +34,10 @@ class CCRHparams:
 class CCR(ClassCalibrated):
     Hparams = CCRHparams
     description = "CFA class-wise calibrated regularization: TRADES β_c = (λ₂ + train robust acc of c)·β"
+    needs = frozenset({"beta"})  # the base's class_beta
 
     def __init__(self, hp, base):
         super().__init__(hp, base)
-        if not hasattr(base, "class_beta"):
-            raise ValueError(f"ccr recalibrates TRADES' β; base {type(base).__name__} has no per-class β")
         if getattr(base.hp, "loss_scale", None) != "cfa":
             raise ValueError("ccr needs CFA's per-sample (CE + β_c·KL)/(1 + β_c) loss: add --hp loss_scale=cfa")
 

@@ -1,8 +1,8 @@
 """Add-ons: pieces that modify any base method, composed by name as `base+addon+...` (`at+ema`, `trades+cfa`).
 
-An add-on sees the base method (it may rewrite its per-class budgets `class_eps`, or anything else the base
-exposes), may add terms to the base's loss, and may keep averaged models. Its hyperparameters are given as
-`--hp <addon>.<key>=value`; the base's stay unprefixed.
+An add-on sees the base method (it may recalibrate the per-class quantities it declares in `needs`, which the
+base must declare in `Method.per_class`), may add terms to the base's loss, and may keep averaged models. Its
+hyperparameters are given as `--hp <addon>.<key>=value`; the base's stay unprefixed.
 """
 from __future__ import annotations
 
@@ -22,11 +22,19 @@ class Addon:
     description: ClassVar[str] = ""
     heldout_kind: ClassVar[str | None] = None  # as Method.heldout_kind
     norms: ClassVar[tuple[str, ...]] = ("linf",)  # as Method.norms
+    # The base's per-class quantities this add-on recalibrates (Method.per_class); composing refuses a base that
+    # lacks one, and two add-ons recalibrating the same one.
+    needs: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, hp: Any, base: Method):
         self.hp = hp
         self.base = base
         self.ctx = base.ctx
+
+    @classmethod
+    def needs_on(cls, base: type[Method]) -> frozenset[str]:
+        """What this add-on recalibrates on a base of class `base` (an expansion's depends on its parts)."""
+        return cls.needs
 
     def step_bound(self, epoch: int) -> Passes:
         """Passes the add-on adds to one step of its base (methods.core.step_bound)."""

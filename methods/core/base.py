@@ -86,11 +86,14 @@ class Method:
     heldout_kind: ClassVar[str | None] = None
     # Threat models the method's adversaries are written for; `build_method` refuses the others.
     norms: ClassVar[tuple[str, ...]] = ("linf",)
+    # Per-class quantities add-ons may recalibrate between epochs (Addon.needs): "eps" if the method's adversaries
+    # read `class_eps` through `eps_for` and the method never rewrites it itself, "beta" for TRADES' `class_beta`.
+    per_class: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, hp: Any, ctx: MethodContext):
         self.hp = hp
         self.ctx = ctx
-        # Per-class budget: uniform here; class-calibrated methods (CFA's CCM, FRL) rewrite it.
+        # Per-class budget: uniform here; FRL and CAAT rewrite it, CCM does on bases declaring "eps" in per_class.
         self.class_eps = torch.full((ctx.num_classes,), float(ctx.eps), device=ctx.device)
 
     def eps_for(self, y: torch.Tensor) -> torch.Tensor:

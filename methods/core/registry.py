@@ -20,7 +20,27 @@ def _parts(name: str) -> tuple[str, list[str]]:
         ADDONS.get(addon)
     if len(set(addons)) != len(addons):
         raise ValueError(f"method {name!r} names an add-on twice")
+    _check_needs(name, base, addons)
     return base, addons
+
+
+def _check_needs(name: str, base: str, addons: list[str]) -> None:
+    """Refuse an add-on whose per-class quantity (Addon.needs) the base does not declare (Method.per_class), and
+    two add-ons recalibrating the same one."""
+    base_cls = METHODS.get(base)
+    owner: dict[str, str] = {}
+    for addon in addons:
+        for quantity in sorted(ADDONS.get(addon).needs_on(base_cls)):
+            if quantity not in base_cls.per_class:
+                able = [m for m in METHODS if quantity in METHODS.get(m).per_class]
+                raise ValueError(f"method {name!r}: add-on {addon!r} recalibrates the base's per-class {quantity!r}, "
+                                 f"which base method {base!r} does not declare (its per_class: "
+                                 f"{', '.join(sorted(base_cls.per_class)) or 'none'}); bases that do: "
+                                 f"{', '.join(able) or 'none'}")
+            if quantity in owner:
+                raise ValueError(f"method {name!r}: add-ons {owner[quantity]!r} and {addon!r} both recalibrate the "
+                                 f"per-class {quantity!r}; keep one")
+            owner[quantity] = addon
 
 
 def _split_overrides(name: str, overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:

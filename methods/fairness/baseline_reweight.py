@@ -42,6 +42,7 @@ class ReweightHparams:
 class BaselineReweight(Method):
     Hparams = ReweightHparams
     description = "Baseline ReWeight: PGD-AT with class weights from a robust-error constraint (FRL/CAAT T1)"
+    per_class = frozenset({"eps"})  # its adversaries read class_eps (eps_for): CCM may recalibrate it
 
     def step_bound(self, epoch):  # forward/backward passes one step needs (methods.core.step_bound)
         return attack(self.ctx.attack_steps) + update(1)

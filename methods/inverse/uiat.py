@@ -86,6 +86,8 @@ class IATHparams(UIATHparams):
 class InverseAdversarialTraining(Method):
     """x̂, inverse-adversary targets and the outer loss; subclasses choose how the target is scheduled."""
 
+    per_class = frozenset({"eps"})  # its adversaries read class_eps (eps_for): CCM may recalibrate it
+
     def inverse_bound(self):  # anchors F(x), F(x̂) when β > 0, the inverse steps, p(x̃)
         return forward(2 * bool(self.hp.beta)) + attack(1 if self.hp.universal else self.hp.instance_steps) + forward(1)
 

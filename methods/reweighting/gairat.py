@@ -78,6 +78,7 @@ def geometry_weights(kappa: Tensor, steps: int, lam: float, weight_fn: str = "ta
 class GAIRAT(Method):
     Hparams = GAIRATHparams
     description = "GAIRAT (Zhang et al.): PGD-AT reweighted by how many PGD steps each sample survives"
+    per_class = frozenset({"eps"})  # its adversaries read class_eps (eps_for): CCM may recalibrate it
 
     def step_bound(self, epoch):  # forward/backward passes one step needs (methods.core.step_bound)
         return attack(self.ctx.attack_steps) + update(1)

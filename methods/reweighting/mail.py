@@ -70,6 +70,8 @@ def mail_weights(logits_adv: Tensor, y: Tensor, slope: float, bias: float) -> Te
 
 
 class _MAIL(Method):
+    per_class = frozenset({"eps"})  # its adversaries read class_eps (eps_for): CCM may recalibrate it
+
     def weighted(self, epoch: int) -> bool:
         """Whether 0-based `epoch` is past the burn-in (the code compares its 0-based epoch: `epoch <= 75`)."""
         return beyond(epoch, self.hp.burn_in, self.ctx.epochs, counts_from=0)

@@ -52,6 +52,7 @@ def margin_weighted_ce(logits: Tensor, y: Tensor, alpha: float) -> Tensor:
 class WMMR(Method):
     Hparams = WMMRHparams
     description = "WMMR (Zeng et al.): adversarial CE weighted by exp(−α·softmax margin), weights not detached"
+    per_class = frozenset({"eps"})  # its adversaries read class_eps (eps_for): CCM may recalibrate it
 
     def step_bound(self, epoch):  # forward/backward passes one step needs (methods.core.step_bound)
         return attack(self.ctx.attack_steps) + update(1)

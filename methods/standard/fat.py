@@ -86,6 +86,7 @@ class FATHparams:
 class FAT(Method):
     Hparams = FATHparams
     description = "FAT (Zhang et al.): CE on friendly (early-stopped PGD) adversaries"
+    per_class = frozenset({"eps"})  # its adversaries read class_eps (eps_for): CCM may recalibrate it
 
     def step_bound(self, epoch):  # forward/backward passes one step needs (methods.core.step_bound)
         return attack(self.ctx.attack_steps) + update(1)  # early stopping: at most K steps

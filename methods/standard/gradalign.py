@@ -89,6 +89,7 @@ class GradAlignHparams:
 class GradAlign(Method):
     Hparams = GradAlignHparams
     description = "GradAlign (Andriushchenko & Flammarion): FGSM + gradient-alignment regulariser"
+    per_class = frozenset({"eps"})  # its adversaries read class_eps (eps_for): CCM may recalibrate it
 
     def step_bound(self, epoch):  # forward/backward passes one step needs (methods.core.step_bound)
         return attack(3) + update(1) + Passes(second=1)  # FGSM, ∇x at x and at x+noise (create_graph), reg's backward

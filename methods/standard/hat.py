@@ -106,6 +106,7 @@ def load_helper(path: str, ctx: MethodContext) -> nn.Module:
 class HAT(Method):
     Hparams = HATHparams
     description = "HAT (Rade & Moosavi-Dezfooli): TRADES + CE on helper examples labelled by a natural model"
+    per_class = frozenset({"eps"})  # its adversaries read class_eps (eps_for): CCM may recalibrate it
 
     def step_bound(self, epoch):  # forward/backward passes one step needs (methods.core.step_bound)
         return forward(1) + attack(self.ctx.attack_steps) + forward(1) + update(3)  # KL target, attack, helper labels, 3 loss inputs

@@ -34,6 +34,7 @@ class MARTHparams:
 class MART(Method):
     Hparams = MARTHparams
     description = "MART (Wang et al.): misclassification-aware boosted CE + weighted KL"
+    per_class = frozenset({"eps"})  # its adversaries read class_eps (eps_for): CCM may recalibrate it
 
     def step_bound(self, epoch):  # forward/backward passes one step needs (methods.core.step_bound)
         return attack(self.ctx.attack_steps) + update(2)  # CE attack, clean + adversarial loss

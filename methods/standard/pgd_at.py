@@ -22,6 +22,7 @@ class PGDATHparams:
 class PGDAT(Method):
     Hparams = PGDATHparams
     description = "PGD adversarial training (Madry et al.): CE on PGD-K adversaries"
+    per_class = frozenset({"eps"})  # its adversaries read class_eps (eps_for): CCM may recalibrate it
     norms = ("linf", "l2")
 
     def step_bound(self, epoch):  # forward/backward passes one step needs (methods.core.step_bound)

@@ -41,6 +41,7 @@ class RSFGSMHparams:
 class RSFGSM(Method):
     Hparams = RSFGSMHparams
     description = "RS-FGSM (Wong et al.): CE on FGSM adversaries from a uniform random start"
+    per_class = frozenset({"eps"})  # its adversaries read class_eps (eps_for): CCM may recalibrate it
 
     def step_bound(self, epoch):  # forward/backward passes one step needs (methods.core.step_bound)
         return attack(1) + update(1)
@@ -70,6 +71,7 @@ class NFGSMHparams:
 class NFGSM(Method):
     Hparams = NFGSMHparams
     description = "N-FGSM (de Jorge et al.): CE on FGSM adversaries from 2ε-wide noise, no projection"
+    per_class = frozenset({"eps"})  # its adversaries read class_eps (eps_for): CCM may recalibrate it
 
     def step_bound(self, epoch):  # forward/backward passes one step needs (methods.core.step_bound)
         return attack(1) + update(1)

@@ -36,6 +36,7 @@ class TRADESHparams:
 class TRADES(Method):
     Hparams = TRADESHparams
     description = "TRADES (Zhang et al.): clean CE + β·KL(p(x)‖p(x_adv)) with a KL attack"
+    per_class = frozenset({"eps", "beta"})  # class_eps (eps_for) and class_beta: CCM / CCR recalibrate them
 
     def step_bound(self, epoch):  # forward/backward passes one step needs (methods.core.step_bound)
         return forward(1) + attack(self.ctx.attack_steps) + update(2)  # KL target, attack, clean + adversarial loss
