@@ -21,7 +21,7 @@ from methods.core.reference_epoch import reference_epoch
 
 
 def check_calibration(hp) -> None:
-    """`begin_epoch` of a calibrated add-on's hparams (CCM, CCR, CFA)."""
+    """`begin_epoch` of a calibrated add-on's hparams (CCM, CCR)."""
     require(hp, "begin_epoch", hp.begin_epoch >= 0, "a 0-based epoch ≥ 0")
 
 

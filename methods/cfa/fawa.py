@@ -18,13 +18,6 @@ from methods.standard.ema import WeightAverage
 from methods.core.reference_epoch import reference_epoch
 
 
-def check_fawa(hp) -> None:
-    """FAWA's fields, shared by `+fawa` and `+cfa`."""
-    require(hp, "decay", 0 <= hp.decay < 1, "a number in [0, 1)")
-    require(hp, "val_attack_steps", hp.val_attack_steps >= 1, "an integer ≥ 1")
-    require(hp, "start_epoch", hp.start_epoch >= 1, "an epoch ≥ 1 (counted from 1)")
-
-
 @dataclass(frozen=True)
 class FAWAHparams:
     decay: float = 0.85
@@ -34,7 +27,9 @@ class FAWAHparams:
     worst: Literal["class", "worst20"] = "class"
 
     def __post_init__(self):
-        check_fawa(self)
+        require(self, "decay", 0 <= self.decay < 1, "a number in [0, 1)")
+        require(self, "val_attack_steps", self.val_attack_steps >= 1, "an integer ≥ 1")
+        require(self, "start_epoch", self.start_epoch >= 1, "an epoch ≥ 1 (counted from 1)")
 
 
 def validation_robustness(model, split, num_classes: int, eps: float, step: float, steps: int, seed: int,
