@@ -19,7 +19,7 @@ from typing import Literal
 
 from torch import nn
 
-from methods.base import Method
+from methods.core.base import Method
 
 MODES = ("default", "reduce-overhead", "max-autotune")
 Mode = Literal["default", "reduce-overhead", "max-autotune"]

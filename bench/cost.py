@@ -4,7 +4,7 @@ reporting.
 
 Work is counted in PGD-AT steps (3 forward FLOPs × (attack steps + 1) per image); a method's step is that times
 its factor (`method_factor`): the ratio of its declared operation-count bound (`Method.step_bound`,
-methods/step_bound.py) to PGD-AT's, times its measured/bound ratio relative to PGD-AT's where one was measured
+methods/core/step_bound.py) to PGD-AT's, times its measured/bound ratio relative to PGD-AT's where one was measured
 (`MEASURED_OVER_BOUND`). The CPU throughput is calibrated on this kind of 2-core machine (tiny-CNN PGD-AT); the GPU
 one (`gpu_throughput`) is the GPU benchmark's measurement when its JSON exists (bench/benchmarks/gpu.py writes
 it; $BENCH_GPU_BENCHMARK or bench/benchmarks/gpu_benchmark.json), else an assumed H100 figure, and says which."""

@@ -4,15 +4,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import methods.fat as fat
+import methods.standard.fat as fat
 from bench.attacks import pgd
 from bench.attacks.losses import kl_per_sample
 from bench.attacks.pgd import initial_point, per_sample
 from methods import Batch, MethodContext, build_method
-from methods.gairat import geometry_weights, pgd_counting_correct
-from methods.mail import mail_weights
-from methods.adversaries import trades_adversary
-from methods.wmmr import margin_weighted_ce, softmax_margin
+from methods.reweighting.gairat import geometry_weights, pgd_counting_correct
+from methods.reweighting.mail import mail_weights
+from methods.core.adversaries import trades_adversary
+from methods.reweighting.wmmr import margin_weighted_ce, softmax_margin
 
 
 def _ctx(new_model=lambda: _linear(), epochs=4, steps=3, eps=0.2, step=0.05, num_classes=3):

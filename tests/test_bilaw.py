@@ -11,8 +11,8 @@ from torch import nn
 from bench.attacks import pgd
 from bench.data import Split
 from methods import MethodContext, build_method
-from methods.base import Batch
-from methods.bilaw_meta import weight_inputs
+from methods.core.base import Batch
+from methods.bilaw.bilaw_meta import weight_inputs
 
 C, SIDE, LR, MOMENTUM, WD = 3, 4, 0.5, 0.9, 5e-4
 

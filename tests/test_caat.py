@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import methods.caat as caat
-import methods.frl as frl
+import methods.caat.caat as caat
+import methods.fairness.frl as frl
 from bench.data import Split
 from methods import Batch, MethodContext, build_method
-from methods.fairness import ClassErrors
+from methods.fairness.constraints import ClassErrors
 
 C = 10
 

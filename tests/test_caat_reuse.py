@@ -1,11 +1,11 @@
-"""CAAT reuses an eval-mode clean forward as its attacks' KL target (methods/caat.py `eval_logits`): the same
+"""CAAT reuses an eval-mode clean forward as its attacks' KL target (methods/caat/caat.py `eval_logits`): the same
 adversaries as a separate target forward, one forward fewer, and never where the forward's mode differs."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-import methods.caat as caat
+import methods.caat.caat as caat
 
 C = 10
 
@@ -68,7 +68,7 @@ def _paper_step(monkeypatch, flush):
 
     from bench.data import Split
     from methods import Batch, MethodContext, build_method
-    from methods.fairness import ClassErrors
+    from methods.fairness.constraints import ClassErrors
 
     z = torch.full((C,), 0.1)
     monkeypatch.setattr(caat, "class_errors", lambda *a, **k: ClassErrors(z, z, 2 * z, 0.1, 0.1, 0.2))

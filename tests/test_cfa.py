@@ -39,7 +39,7 @@ def test_ccm_budget_defaults_follow_the_base_and_can_be_set():
 def test_ccr_calibrates_trades_beta_and_needs_cfa_loss_scale():
     with pytest.raises(ValueError, match="loss_scale=cfa"):
         build_method("trades+ccr", {}, _ctx())
-    with pytest.raises(ValueError, match="no per-class β"):
+    with pytest.raises(ValueError, match="base method 'pgd_at' does not declare"):
         build_method("pgd_at+ccr", {}, _ctx())
     method = build_method("trades+ccr", {"loss_scale": "cfa", "ccr.begin_epoch": "0"}, _ctx())
     method.on_epoch_end(None, 0, [0.0, 0.5, 1.0])

@@ -10,7 +10,7 @@ from bench import atomic, hparams
 from bench.config import RunConfig
 from bench.schedules import build_schedule
 from bench.store import STALE_AFTER_SECONDS, RunDir, RunStore
-from methods.trades import TRADESHparams
+from methods.standard.trades import TRADESHparams
 
 
 def test_run_id_depends_only_on_non_default_fields():

@@ -1,4 +1,4 @@
-"""bench.cost's per-method step factors come from the declared step bounds (methods/step_bound.py)."""
+"""bench.cost's per-method step factors come from the declared step bounds (methods/core/step_bound.py)."""
 from __future__ import annotations
 
 import pytest

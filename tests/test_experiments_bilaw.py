@@ -20,8 +20,8 @@ from bench.store import RunStore
 from bench.selection import Best
 from bench.train import train_run
 from methods import MethodContext, build_method, resolved_hparams
-from methods.base import Batch
-from methods.bilaw_weight_log import QUANTILES, TRACKED, EpochWeights
+from methods.core.base import Batch
+from methods.bilaw.bilaw_weight_log import QUANTILES, TRACKED, EpochWeights
 
 TABLES = ("table1_bilaw", "table2_bilaw", "table3_bilaw", "table6_bilaw", "table7_bilaw", "table8_bilaw")
 FIGURE_IDS = ("fig3_bilaw", "fig5_bilaw", "fig6_bilaw")

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import methods.caat as caat
+import methods.caat.caat as caat
 from bench.data import Split
 from bench.papers import EXPERIMENTS, FIGURES
 from bench.papers.caat import figures as caat_figures
@@ -24,7 +24,7 @@ from bench.published import load_published
 from bench.store import RunStore
 from bench.train import check_heldout, train_run
 from methods import Batch, MethodContext, build_method
-from methods.fairness import ClassErrors
+from methods.fairness.constraints import ClassErrors
 
 TABLES = ("table1_caat", "table2_caat", "table3_caat", "table4_caat")
 # CIFAR-10 is not on this machine, and a smoke run's final PGD-20 pass over 10,000 test images costs 1.5× more on

@@ -16,7 +16,7 @@ from bench.published import load_published
 from bench.store import RunStore
 from bench.selection import Best
 from bench.train import train_run
-from methods.universal_inverse import reference_start
+from methods.inverse.universal_inverse import reference_start
 
 TABLES = [f"table{n}_uiat" for n in range(1, 7)]
 FIGURE_IDS = [f"fig{n}_uiat" for n in (1, 2, 3, 4, 5, 7)]

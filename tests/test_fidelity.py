@@ -9,12 +9,12 @@ from bench.attacks import fgsm, n_fgsm, pgd
 from bench.attacks.losses import ce_loss, loss_dtype
 from bench.attacks.pgd import initial_point, input_grad
 from methods import Batch, MethodContext, build_method
-from methods.ema import average_into
-from methods.gairat import geometry_weights
-from methods.gradalign import input_gradients
-from methods.mail import probabilistic_margin
-from methods.universal_inverse import constant_probs
-from methods.wmmr import margin_weighted_ce
+from methods.standard.ema import average_into
+from methods.reweighting.gairat import geometry_weights
+from methods.standard.gradalign import input_gradients
+from methods.reweighting.mail import probabilistic_margin
+from methods.inverse.universal_inverse import constant_probs
+from methods.reweighting.wmmr import margin_weighted_ce
 
 
 def _ctx(fidelity="paper", class_counts=(1, 1, 1), dtype=torch.float32):

@@ -4,12 +4,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import methods.baseline_reweight as baseline_reweight
-import methods.frl as frl
+import methods.fairness.baseline_reweight as baseline_reweight
+import methods.fairness.frl as frl
 from bench.attacks import kl_per_sample
 from bench.data import Split
 from methods import Batch, MethodContext, build_method
-from methods.fairness import ClassErrors, class_weights, margin_factors, project
+from methods.fairness.constraints import ClassErrors, class_weights, margin_factors, project
 
 C = 4
 

@@ -9,8 +9,8 @@ from torch import nn
 from bench.attacks import pgd
 from bench.attacks.losses import kl_per_sample, kl_to_target
 from methods import Batch, MethodContext, build_method
-from methods.gradalign import input_gradients, misalignment
-from methods.universal_inverse import TargetMemory, UniversalInverse, anchors, inverse_loss
+from methods.standard.gradalign import input_gradients, misalignment
+from methods.inverse.universal_inverse import TargetMemory, UniversalInverse, anchors, inverse_loss
 
 EPS = 0.1  # F-MNIST budget: ε′ = α′ = 0.05 for the universal perturbation
 N = 64

@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import bench.evaluate
-import methods.adversaries
-import methods.bilaw
-import methods.gairat
-import methods.wmmr
+import methods.core.adversaries
+import methods.bilaw.bilaw
+import methods.reweighting.gairat
+import methods.reweighting.wmmr
 from bench.attacks import autoattack, pgd
 from bench.cli import build_parser, config_from_args, main
 from bench.config import RunConfig
@@ -23,7 +23,7 @@ from bench.eval_store import Evaluation
 from bench.train import train_run
 from bench.training.assemble import attack_budget
 from methods import METHODS, MethodContext, build_method
-from methods.base import Batch
+from methods.core.base import Batch
 
 EPS = 0.3  # BiLAW Table 1's ℓ2 budget
 L2_METHODS = ("natural", "pgd_at", "gairat", "wmmr", "mail_at", "bilaw")
@@ -152,7 +152,7 @@ def test_the_six_table1_methods_attack_in_the_l2_ball(name, monkeypatch):
         norms.append(kwargs.get("norm", "linf"))
         return pgd(*args, **kwargs)
 
-    for module in (methods.adversaries, methods.gairat, methods.wmmr, methods.bilaw):
+    for module in (methods.core.adversaries, methods.reweighting.gairat, methods.reweighting.wmmr, methods.bilaw.bilaw):
         monkeypatch.setattr(module, "pgd", recording_pgd)
     model = _model()
     method = build_method(name, {}, _ctx())

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.lookahead import forward_with, sgd_lookahead
+from methods.core.lookahead import forward_with, sgd_lookahead
 
 SETTINGS = [dict(momentum=0.0, weight_decay=0.0, nesterov=False),
             dict(momentum=0.9, weight_decay=5e-4, nesterov=False),

@@ -5,7 +5,7 @@ from torch import nn
 
 from bench.registry import UnknownNameError
 from methods import MethodContext, build_method, resolved_hparams
-from methods.addon import Composite
+from methods.core.addon import Composite
 
 
 def _ctx(new_model):

@@ -4,13 +4,13 @@ import pytest
 import torch
 from torch import nn
 
-import methods.baseline_reweight as baseline_reweight
-import methods.fawa as fawa
-import methods.frl as frl
+import methods.fairness.baseline_reweight as baseline_reweight
+import methods.cfa.fawa as fawa
+import methods.fairness.frl as frl
 from bench.data import Split
 from methods import MethodContext, build_method
-from methods.fairness import ClassErrors
-from methods.reference_epoch import at_least, beyond, first_epoch, reference_epoch
+from methods.fairness.constraints import ClassErrors
+from methods.core.reference_epoch import at_least, beyond, first_epoch, reference_epoch
 
 C = 4
 

@@ -1,4 +1,4 @@
-"""Each method's declared step bound (methods.step_bound) against the passes one real step makes on a tiny CNN:
+"""Each method's declared step bound (methods.core.step_bound) against the passes one real step makes on a tiny CNN:
 the images through the model's forward (hooks), and the conv/linear arithmetic (torch's FLOP formulas, counted
 under a dispatch mode so that autograd.grad and double backward are seen too)."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ from torch.utils.flop_counter import flop_registry
 from bench.data import Split
 from bench.models import build_model
 from methods import Batch, MethodContext, build_method
-from methods.step_bound import Passes, attack, hypergradient, update
+from methods.core.step_bound import Passes, attack, hypergradient, update
 
 B, C, K = 16, 10, 3
 

@@ -12,7 +12,7 @@ whole periods of at least k steps, so that the meta step is amortised). Per-epoc
 gate) is not part of a step. Methods that need a held-out split get one cut from the training set; HAT gets an
 untrained helper.
 
-"bound ms" is the method's declared step bound (`Method.step_bound`, methods/step_bound.py) timed at this
+"bound ms" is the method's declared step bound (`Method.step_bound`, methods/core/step_bound.py) timed at this
 machine's cost per pass: each kind of pass (forward, input gradient, parameter backward, backward through a
 backward) timed alone on the batch right after every step (`PassTimer`), so that on a shared machine a step and
 its bound see the same load; "meas/bound" is the median of those step-by-step ratios. Near 1 means the step does
@@ -37,8 +37,8 @@ from bench.data import DATASETS, Split, load_dataset
 from bench.hparams import parse_pairs
 from bench.models import build_model
 from methods import METHODS, Batch, MethodContext, build_method
-from methods.lookahead import forward_with
-from methods.step_bound import Passes
+from methods.core.lookahead import forward_with
+from methods.core.step_bound import Passes
 
 COMPOSITIONS = ("pgd_at+ema", "pgd_at+cfa", "trades+cfa", "nfgsm+uiat")
 EXTRA_HP = {"trades+cfa": {"loss_scale": "cfa"}}  # CCR needs CFA's loss scale
@@ -85,7 +85,7 @@ def _seconds(fn, device: torch.device) -> float:
 
 
 class PassTimer:
-    """Seconds of one pass of each kind (methods.step_bound) on the batch, on a model of the run's architecture in
+    """Seconds of one pass of each kind (methods.core.step_bound) on the batch, on a model of the run's architecture in
     train mode: a forward; a forward + input gradient; a forward + parameter backward; and MW-Net's hypergradient
     (per-sample weights e, a create_graph backward of Σ eᵢℓᵢ, a forward at θ − g, the gradient w.r.t. e), which
     is `hypergradient(1, 1)` = 2 forwards + 2 parameter backwards + the second-order pass. Each kind is its timing

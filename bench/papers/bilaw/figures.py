@@ -3,7 +3,7 @@
 BiLAW [AMBIG]), so they cost no training of their own.
 
 * Fig. 5 reads the run's epoch records: ω_μ's predictions for a fixed subset of training samples, clean and
-  adversarial (`methods.bilaw_weight_log`).
+  adversarial (`methods.bilaw.bilaw_weight_log`).
 * Fig. 3(a) reads the per-class quantiles of the last epoch's training weights (relative to uniform).
 * Fig. 3(b–d) and Fig. 6 need one look at the final network and its final ω_μ (`last.pt`): a probe of the first
   test images — PGD-20 predictions, and the training attack (CE-PGD-K, uniform start, eval mode) with GAIRAT's
@@ -31,9 +31,9 @@ from bench.experiments.plotting import footer, new_figure, save
 from bench.store import RunDir
 from bench.training.assemble import Runtime, attack_budget, make_model, resolve_device
 from methods import resolved_hparams
-from methods.bilaw_meta import WeightingNet, input_size, parse_widths, weight_inputs
-from methods.gairat import geometry_weights, pgd_counting_correct
-from methods.mail import mail_weights
+from methods.bilaw.bilaw_meta import WeightingNet, input_size, parse_widths, weight_inputs
+from methods.reweighting.gairat import geometry_weights, pgd_counting_correct
+from methods.reweighting.mail import mail_weights
 
 SOURCE = ("Small-CNN", "ε = 0.031", "BiLAW (ours)")
 PROBE_FILE = "fig_bilaw_weights.json"

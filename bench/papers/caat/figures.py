@@ -26,7 +26,7 @@ from bench.papers.caat.runs import (CAAT_ROWS, CORRUPTED_ROWS, LONG_TAIL_10, LON
 from bench.experiments.plotting import footer, new_figure, save
 from bench.store import RunDir
 from bench.theory import caat_linear
-from methods.caat import SAMPLES_DIR
+from methods.caat.caat import SAMPLES_DIR
 
 FIG4_ROW = "CAAT (Grad-Based)"  # sample-wise bounds: the variant the paper proposes for noisy labels
 FIG4_SERIES = "fig4_series.json"  # cached in the run folder: the split by true labels needs the data set

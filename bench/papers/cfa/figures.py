@@ -25,9 +25,9 @@ from bench.experiments.plotting import footer, new_figure, save
 from bench.selection import Best, monitored
 from bench.store import RunDir
 from bench.theory import cfa_toy
-from methods.ccm import BASE_BUDGET
-from methods.ccr import CCRHparams
-from methods.trades import TRADESHparams
+from methods.cfa.ccm import BASE_BUDGET
+from methods.cfa.ccr import CCRHparams
+from methods.standard.trades import TRADESHparams
 
 ROBUST = "pgd10"
 DATA = "CIFAR-10"
