@@ -59,7 +59,8 @@ def test_default_precision_keeps_every_existing_run_id():
     for cfg, run_id in known.items():
         assert cfg.precision == "default" and "precision" not in cfg.overrides()
         assert cfg.run_id() == run_id
-        assert RunConfig.from_dict({k: v for k, v in cfg.to_dict().items() if k != "precision"}) == cfg  # old config.json
+        old_json = {k: v for k, v in cfg.to_dict().items() if k != "precision"}  # a config.json from before
+        assert RunConfig.from_dict(old_json) == cfg
     ids = {RunConfig(precision=p).run_id() for p in PRECISIONS}
     assert len(ids) == len(PRECISIONS)  # every other precision is another run
     assert RunConfig(precision="bf16").overrides() == {"precision": "bf16"}
@@ -76,7 +77,8 @@ def test_a_bad_precision_is_refused_naming_the_allowed_values(tmp_path, capsys):
     allowed = r"\(choose from '?default'?, '?fp32'?, '?tf32'?, '?bf16'?\)"  # argparse quotes them before Python 3.12
     assert re.search(r"argument --precision: invalid choice: 'fp16x' " + allowed, capsys.readouterr().err)
     assert not (tmp_path / "runs").exists()
-    with pytest.raises(ValueError, match="precision='fp16x' is not allowed; allowed: 'default', 'fp32', 'tf32', 'bf16'"):
+    allowed = "allowed: 'default', 'fp32', 'tf32', 'bf16'"
+    with pytest.raises(ValueError, match=f"precision='fp16x' is not allowed; {allowed}"):
         RunConfig.from_dict({**RunConfig().to_dict(), "precision": "fp16x"})  # a hand-edited config.json
 
 
@@ -168,7 +170,8 @@ def test_evaluation_runs_at_the_default_precision_whatever_the_caller_set(traine
     """Per-epoch monitoring and final attacks go through attack_hits (bench.evaluate, bench.eval_store)."""
     model, x, y = trained_tiny_cnn
     assert y[:16].eq(model(x[:16]).argmax(1)).any()  # images the attacks have to work on
-    _evaluation_precision(model, x[:16], y[:16], {name: [clean(), pgd20(0.1, 0.02)] for name in ("bf16", "fp32", "tf32")})
+    attacks = [clean(), pgd20(0.1, 0.02)]
+    _evaluation_precision(model, x[:16], y[:16], {name: attacks for name in ("bf16", "fp32", "tf32")})
 
 
 @pytest.mark.slow  # standard AutoAttack on 4 images: ~20 s on two busy cores
