@@ -201,7 +201,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     validate(cfg)
     evaluation, rule = final_evaluation(args)
     rule.check(cfg.eval_attacks, cfg.monitor_on)
-    runtime = Runtime(resolve_device(args.device), args.data_root)
+    runtime = Runtime(resolve_device(args.device), args.data_root, compile=args.compile)
     store = RunStore(args.runs_dir)
     check_store_root(store.root)
     check_train_limit(cfg, args.data_root)
@@ -300,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(tp)
     add_final_evaluation_flags(tp)
     add_runtime_flags(tp)
+    tp.add_argument("--compile", action="store_true",
+                    help="run the model's forward under torch.compile (bench/compile_option.py; not for methods with "
+                         "a second-order backward). Not part of the run id: it changes rounding, not the arithmetic; "
+                         "each attempt's environment.jsonl records it")
     tp.set_defaults(func=cmd_train)
 
     add_eval_command(sub, store)

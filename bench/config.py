@@ -67,6 +67,11 @@ class RunConfig:
     fidelity: Literal["paper", "code"] = _f(
         "paper", "follow the paper text, or reproduce the official code's documented quirks where they differ "
                  "(CAAT's code: meta step every 50 batches, ε ×1.25, frozen BN; see the method's docstring)")
+    precision: Literal["default", "fp32", "tf32", "bf16"] = _f(
+        "default", "numerics of training (bench/precision.py): default = PyTorch's defaults, as the papers' codes ran "
+                   "(fp32 on CPU; on CUDA TF32 convolutions, fp32 matmuls); fp32 = TF32 off; tf32 = TF32 convolutions "
+                   "and matmuls; bf16 = bf16 autocast of the network, its logits and losses in fp32 (opt-in). "
+                   "Evaluation (per-epoch, final, AutoAttack) always runs at default")
     scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
     init_from: str | None = _f(None, "run id of a finished run in the same store: its last weights start this run "
                                      "(a hot start to fine-tune); not its optimiser or method state", metavar="RUN_ID")

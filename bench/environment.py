@@ -1,4 +1,4 @@
-"""Where a run was trained: code commit, torch version, device, precision and CPU thread count.
+"""Where a run was trained: code commit, torch version, device, precision, compilation and CPU thread count.
 
 Thread count and device change the float summation order, so the same run id can give slightly different
 numbers on another machine; a run's folder keeps one line per training attempt (environment.jsonl) and the
@@ -11,9 +11,13 @@ import platform
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from bench.precision import Precision
+    from bench.training.assemble import Runtime
 
 REPO = Path(__file__).resolve().parent.parent
 FILE = "environment.jsonl"
@@ -31,8 +35,10 @@ def code_commit(repo: Path = REPO) -> str | None:
     return head + ("+dirty" if dirty else "")
 
 
-def describe(device: torch.device) -> dict[str, Any]:
-    """This process's training environment (bench/train.py trains in bf16 autocast on CUDA, fp32 elsewhere)."""
+def describe(rt: Runtime, precision: Precision) -> dict[str, Any]:
+    """This training attempt's environment: "precision" says what computes on this device (bench.precision),
+    "compiled" whether the model ran under torch.compile (`--compile`)."""
+    device = rt.device
     cuda = device.type == "cuda"
     return {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -40,15 +46,17 @@ def describe(device: torch.device) -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": torch.cuda.get_device_name(device) if cuda else f"cpu ({platform.machine()})",
-        "precision": "bf16 autocast" if cuda else "fp32",
+        "precision": precision.describe(device),
+        "compiled": rt.compile,
+        "channels_last": rt.channels_last,
         "threads": torch.get_num_threads(),
     }
 
 
-def record(run_path: Path, device: torch.device) -> None:
+def record(run_path: Path, rt: Runtime, precision: Precision) -> None:
     """Append this training attempt's environment to the run's environment.jsonl."""
     with open(run_path / FILE, "a") as f:
-        f.write(json.dumps(describe(device), sort_keys=True) + "\n")
+        f.write(json.dumps(describe(rt, precision), sort_keys=True) + "\n")
 
 
 def attempts(run_path: Path) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from torch import nn
 from bench import metrics
 from bench.attacks import autoattack, model_mode, pgd
 from bench.attacks.pgd import NORMS
+from bench.precision import EVALUATION
 from bench.progress import progress
 from bench.registry import Registry
 
@@ -190,14 +191,15 @@ def attack_hits(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: Attack
     """Per-sample robustness (bool, numpy) of the first `spec.n` images under `spec`, batched.
 
     Images may stay uint8 on the CPU: each batch is moved to `device` and converted there.
-    The model must already be on `device`; it runs in eval mode throughout.
+    The model must already be on `device`; it runs in eval mode throughout, at the evaluation precision
+    (bench.precision.EVALUATION: PyTorch's defaults, no autocast) whatever the run trained in or the caller set.
     """
     device = torch.device(device)
     n = len(x) if spec.n is None else min(spec.n, len(x))
     seed = _attack_seed(seed, spec.name)
     generator = torch.Generator(device=device).manual_seed(seed)
     hits = []
-    with model_mode(model, False):
+    with model_mode(model, False), EVALUATION.scope(device):
         for start in progress(range(0, n, batch_size), desc=spec.name, total=-(-n // batch_size)):
             stop = min(start + batch_size, n)
             xb = _to_float(x[start:stop].to(device, non_blocking=True))

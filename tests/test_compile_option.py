@@ -76,3 +76,41 @@ def test_torch_compile_still_refuses_double_backward():
 def test_refuses_an_unknown_mode():
     with pytest.raises(ValueError, match="'fast' is not one of default, reduce-overhead, max-autotune"):
         compile_for_training(build_model("tiny-cnn", 10, 1, 28), "fast")
+
+
+def _train_pgd_at(root, compile: bool):
+    import json
+
+    from bench.checkpoint_io import load_checkpoint
+    from bench.config import RunConfig
+    from bench.store import RunStore
+    from bench.train import train_run
+    from bench.training.assemble import Runtime
+
+    cfg = RunConfig(method="pgd_at", dataset="fmnist", model="tiny-cnn", train_limit=256, batch_size=64,
+                    attack_steps=2, eval_attacks=("clean",), eval_n=64, epochs=1)
+    run = RunStore(root).run_dir(cfg)
+    train_run(cfg, run, Runtime(compile=compile), evaluation=None)
+    env = json.loads((run.path / "environment.jsonl").read_text())
+    return run.path.name, run.records()[0], load_checkpoint(run.last_ckpt)["model"], env
+
+
+@pytest.mark.slow  # compiling takes ~15 s on two busy cores
+def test_a_compiled_training_run_ends_close_to_the_eager_one_under_the_same_id(tmp_path):
+    """`bench train --compile`: a runtime choice (not in the run id), recorded per attempt in environment.jsonl."""
+    eager_id, eager, w_eager, env_eager = _train_pgd_at(tmp_path / "eager", compile=False)
+    compiled_id, compiled, w_compiled, env_compiled = _train_pgd_at(tmp_path / "compiled", compile=True)
+    assert compiled_id == eager_id and (env_eager["compiled"], env_compiled["compiled"]) == (False, True)
+    assert compiled["train_loss"] == pytest.approx(eager["train_loss"], rel=1e-5)
+    for k in w_eager:
+        torch.testing.assert_close(w_compiled[k], w_eager[k], rtol=1e-3, atol=1e-5)  # fused kernels round differently
+
+
+def test_compile_of_a_second_order_method_is_refused_before_anything_is_written(tmp_path, capsys):
+    from bench.cli import main
+
+    runs = tmp_path / "runs"
+    assert main(["train", "--method", "caat", "--compile", "--epochs", "1", "--train-limit", "64",
+                 "--runs-dir", str(runs)]) == 2
+    assert "--compile: caat takes a second-order backward each step" in capsys.readouterr().err
+    assert not runs.exists() or not any(runs.iterdir())

@@ -12,11 +12,13 @@ from torch import nn
 
 from bench.checkpoint_io import load_checkpoint
 from bench.checkpoints import Checkpoint, CheckpointStore
+from bench.compile_option import check_compilable, compile_for_training
 from bench.config import RunConfig
 from bench.data import DATASETS, DatasetInfo, Split, load_dataset
 from bench.data.batches import AugmentSpec, BatchStream
 from bench.data.scenarios import Scenario, build_scenario
 from bench.models import build_model
+from bench.precision import PRECISIONS
 from bench.schedules import build_schedule
 from bench.store import RunDir
 from methods import MethodContext, build_method, required_heldout
@@ -24,14 +26,24 @@ from methods import MethodContext, build_method, required_heldout
 
 @dataclass(frozen=True)
 class Runtime:
-    """Where and how a run executes; not part of its identity."""
+    """Where and how a run executes; not part of its identity. Like the device and the thread count, these
+    choices change the rounding of float sums, not the arithmetic asked for, and each training attempt records
+    them (bench.environment). `compile`: the model's forward under torch.compile (bench.compile_option); its
+    fused kernels round differently, so a compiled run agrees with the eager one closely, not bitwise."""
 
     device: torch.device = torch.device("cpu")
     data_root: str | None = None
+    compile: bool = False
 
     @property
     def cuda(self) -> bool:
         return self.device.type == "cuda"
+
+    @property
+    def channels_last(self) -> bool:
+        """NHWC layout of the model and the training batches on CUDA, where convolutions on tensor cores are
+        faster in it; on CPU NCHW (a layout, not a precision: the same arithmetic in another memory order)."""
+        return self.cuda
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -76,7 +88,8 @@ def make_model(cfg: RunConfig, info: DatasetInfo, rt: Runtime) -> nn.Module:
     c, h, _ = info.shape
     norm = dict(mean=info.mean, std=info.std) if cfg.normalize else {}
     model = build_model(cfg.model, info.num_classes, in_channels=c, image_size=h, **norm).to(rt.device)
-    return model.to(memory_format=torch.channels_last) if rt.cuda else model
+    model = PRECISIONS[cfg.precision].prepare(model)
+    return model.to(memory_format=torch.channels_last) if rt.channels_last else model
 
 
 def load_model(cfg: RunConfig, run: RunDir, ckpt: Checkpoint, rt: Runtime) -> nn.Module:
@@ -193,6 +206,9 @@ def assemble(cfg: RunConfig, run: RunDir, rt: Runtime, seed_everything: Any) -> 
         image_shape=tuple(info.shape), batch_size=cfg.batch_size, seed=cfg.seed, norm=cfg.norm,
     )
     method = build_method(cfg.method, cfg.hp_dict, ctx)
+    if rt.compile:
+        check_compilable(cfg.method, method)
+        compile_for_training(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                 nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
     schedule = build_schedule(optimizer, cfg, len(stream))

@@ -9,7 +9,6 @@ bitwise deterministic).
 """
 from __future__ import annotations
 
-import contextlib
 import random
 import time
 from typing import Any
@@ -23,6 +22,7 @@ from bench.config import RunConfig
 from bench.data import Split
 from bench.divergence import check_finite
 from bench.evaluate import EvalConfig, attack_specs, evaluate
+from bench.precision import PRECISIONS
 from bench.progress import EpochLog, progress
 from bench.store import RunDir
 from bench.tensorboard_log import TensorBoardLog
@@ -124,14 +124,14 @@ def fit(cfg: RunConfig, run: RunDir, parts: Parts, rt: Runtime) -> None:
         set_rng_state(ckpt["rng"], parts.data_gen)
         start = ckpt["epoch"] + 1
     run.truncate_records(start)
-    environment.record(run.path, rt.device)  # this attempt's commit, device, precision, threads
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if rt.cuda else contextlib.nullcontext())
+    precision = PRECISIONS[cfg.precision]
+    environment.record(run.path, rt, precision)  # this attempt's commit, device, precision, compile, threads
     sets = monitor_sets(cfg, parts)
     retention = Retention(cfg, run)
     records = run.records()
 
     log = EpochLog(run.path.name, start, cfg.epochs)
-    with run.heartbeat(), TensorBoardLog(run.path, start) as board:
+    with run.heartbeat(), TensorBoardLog(run.path, start) as board, precision.switches():
         for epoch in progress(range(start, cfg.epochs), desc=run.path.name, total=cfg.epochs - start, leave=True):
             began = time.time()
             epoch_lr = optimizer.param_groups[0]["lr"]  # the lr this epoch starts at (the schedule steps per batch)
@@ -140,9 +140,9 @@ def fit(cfg: RunConfig, run: RunDir, parts: Parts, rt: Runtime) -> None:
             model.train()
             for i, (x, y, idx) in enumerate(progress(parts.stream.epoch(parts.data_gen), desc=f"epoch {epoch + 1}",
                                                      total=len(parts.stream))):
-                if rt.cuda:
+                if rt.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                with autocast:
+                with precision.autocast_on(rt.device):  # the backward below runs the dtypes the forward chose
                     out = method.loss(model, Batch(x, y, idx, epoch, i), optimizer)
                 optimizer.zero_grad(set_to_none=True)
                 out.loss.backward()

@@ -150,7 +150,10 @@ class WeightingNet(nn.Module):
         self.layers = nn.Sequential(nn.BatchNorm1d(6), nn.Linear(6, hidden), nn.ReLU(), nn.Linear(hidden, 2))
 
     def forward(self, zeta: torch.Tensor) -> torch.Tensor:
-        return flush_negligible(F.softmax(self.layers(zeta) / self.temperature, dim=1))
+        """In float32 also under bf16 autocast (bench.precision): /τ = /0.001 would scale bf16's rounding of the
+        two logits (8 bits) into whole units of the softmax's argument."""
+        with torch.autocast(zeta.device.type, enabled=False):
+            return flush_negligible(F.softmax(self.layers(zeta) / self.temperature, dim=1))
 
 
 def characteristics(logits: torch.Tensor, y: torch.Tensor, class_share: torch.Tensor,

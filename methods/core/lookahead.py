@@ -3,7 +3,9 @@
 θ'(φ) is the model after one differentiable step of the run's own SGD optimiser on a loss that depends on
 meta-parameters φ (a weighting network): same lr, weight decay, momentum buffer, dampening and Nesterov
 flag as `torch.optim.SGD` would apply. Evaluating a clean meta batch at θ' with `torch.func.functional_call`
-and differentiating w.r.t. φ gives the hypergradient; the model itself is never modified.
+and differentiating w.r.t. φ gives the hypergradient; the model itself is never modified. Under bf16 autocast
+(bench.precision) θ' stays float32: gradients come back in the parameters' dtype and autocast leaves the
+elementwise update alone; only the forwards at θ' compute in bf16.
 """
 from __future__ import annotations
 

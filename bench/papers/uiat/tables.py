@@ -185,8 +185,9 @@ TABLE2 = register(Experiment(
     id="table2_uiat", paper="uiat", table="table2",
     title="UIAT Table 2: CIFAR-10 training time (min/epoch), ResNet-18 / WRN-28-10 / WRN-34-10",
     plan=plan_table2, cells=cells_table2,
-    notes="Mean wall-clock training time per epoch, evaluation excluded, bf16 autocast on the bench's device (the "
-          "paper: one A100); compare rows only within one device type. 'Natural Training' is timed on HAT's "
+    notes="Mean wall-clock training time per epoch, evaluation excluded, at the runs' precision (default: "
+          "PyTorch's, as the paper's code) on the bench's device (the paper: one A100); compare rows only within "
+          "one device type. 'Natural Training' is timed on HAT's "
           "natural helper run (same recipe, 50 instead of 100 epochs; the time per epoch does not depend on it). "
           "ResNet-18 runs are Table 1's; the WRN runs are trained for their time only (clean evaluation; fast profile: "
           "5 epochs)."))
