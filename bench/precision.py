@@ -6,7 +6,7 @@ off by default since torch 1.12). `fp32` turns TF32 off everywhere, `tf32` on fo
 have no TF32: both equal `default` there). `bf16` (opt-in) runs the network under bf16 autocast over the default
 switches; parameters, gradients and optimiser state stay float32 (autocast casts per op), so the look-ahead
 parameters of the meta-learned methods (CAAT Eq. 9, BiLAW §3) are float32 updates, and their weighting nets
-run outside autocast (methods/caat.py, methods/bilaw_meta.py). Under bf16 the network's logits are cast back to
+run outside autocast (methods/caat/caat.py, methods/bilaw/bilaw_meta.py). Under bf16 the network's logits are cast back to
 float32 at its output (`prepare`; also the features of `return_features`), so every loss, softmax, KL and
 sample weight computed from them is float32 on every device (CUDA autocast does that for softmax and
 cross-entropy by itself; CPU autocast keeps softmax and log-softmax in bf16).

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from bench.data import Split
-from bench.experiments import EXPERIMENTS, FIGURES
+from bench.papers import EXPERIMENTS, FIGURES
 from methods import ADDONS, METHODS, MethodContext, build_method
 
 ROOT = Path(__file__).resolve().parents[1]

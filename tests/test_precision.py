@@ -10,8 +10,8 @@ import typing
 import pytest
 import torch
 
-import methods.bilaw_meta
-import methods.caat
+import methods.bilaw.bilaw_meta as bilaw_meta
+import methods.caat.caat as caat
 from bench.checkpoint_io import load_checkpoint
 from bench.cli import main
 from bench.config import RunConfig
@@ -135,11 +135,11 @@ def test_every_method_family_trains_in_bf16_on_cpu(method, tmp_path, monkeypatch
             return out
         return wrapped
 
-    monkeypatch.setattr(methods.caat, "sgd_lookahead", spy_lookahead(methods.caat.sgd_lookahead))
-    monkeypatch.setattr(methods.caat.WeightingNet, "forward", spy_weights(methods.caat.WeightingNet.forward))
-    monkeypatch.setattr(methods.bilaw_meta, "lookahead", spy_lookahead(methods.bilaw_meta.lookahead))
-    monkeypatch.setattr(methods.bilaw_meta.WeightingNet, "raw_weights",
-                        spy_weights(methods.bilaw_meta.WeightingNet.raw_weights))
+    monkeypatch.setattr(caat, "sgd_lookahead", spy_lookahead(caat.sgd_lookahead))
+    monkeypatch.setattr(caat.WeightingNet, "forward", spy_weights(caat.WeightingNet.forward))
+    monkeypatch.setattr(bilaw_meta, "lookahead", spy_lookahead(bilaw_meta.lookahead))
+    monkeypatch.setattr(bilaw_meta.WeightingNet, "raw_weights",
+                        spy_weights(bilaw_meta.WeightingNet.raw_weights))
     cfg = _config(method, precision="bf16")
     (record,), weights, env = _train(cfg, tmp_path)
     assert torch.isfinite(torch.tensor(record["train_loss"])) and env["precision"] == "bf16 autocast"

@@ -88,7 +88,7 @@ CAAT_ROWS = {
 }
 ROWS = {**BASELINES, **CAAT_ROWS}
 CORRUPTED_ROWS = {row: spec for row, spec in ROWS.items() if row != "Baseline ReWeight"}  # Tables 2–3
-SETTINGS = {  # Table 4 (methods/caat.py): direction × bound
+SETTINGS = {  # Table 4 (methods/caat/caat.py): direction × bound
     "Setting I": ("caat", (("bound", "fixed"), ("direction", "adversarial"))),
     "Setting II": ("caat", (("bound", "remargin"), ("direction", "adversarial"))),
     "Setting III": ("caat", (("bound", "fixed"),)),
