@@ -1,4 +1,4 @@
-"""BiLAW (spec §4.16): adversarial training whose per-sample weights are learned on a validation set.
+"""BiLAW (BiLAW §3, Eq. 3–8): adversarial training whose per-sample weights are learned on a validation set.
 
 * `bilaw`: Σ_i w_i CE(f(x_i^adv), y_i) with w_i = ω_μ(Δ_i)/Σ_j ω_μ(Δ_j), Δ the multi-class margin on x^adv.
 * `bilaw_trades`: mean_i CE(f(x_i), y_i) + β Σ_i w_i KL(p(x_i) ‖ p(x_i^adv)), TRADES attack (uniform w = TRADES).

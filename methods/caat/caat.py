@@ -1,4 +1,4 @@
-"""CAAT (Zhou, Yang & Wu 2023; spec §4.13): adversaries and anti-adversaries, chosen per sample by a
+"""CAAT (Zhou, Yang & Wu 2023; CAAT's Methodology section): adversaries and anti-adversaries, chosen per sample by a
 meta-learned weighting network, on top of FRL's class-wise fairness weights.
 
 Each sample gets weights [α, β] = softmax(f_Ω(ζ)/τ) from six training characteristics ζ of its clean forward
@@ -16,7 +16,7 @@ starts x + 0.001·N, where ∇_u KL(p(x)‖p(u)) ≈ H·0.001·N is nearly zero 
 I = `direction=adversarial bound=fixed`, II = `direction=adversarial bound=remargin`, III = `bound=fixed`,
 IV = the default (`direction=learned bound=remargin`).
 
-Fidelity (`--fidelity`, spec §4.13 [C]): `paper` runs the meta step every batch, tracks ζ6 (last epoch's
+Fidelity (`--fidelity`; the official code is [C]): `paper` runs the meta step every batch, tracks ζ6 (last epoch's
 class loss), trains with BN in train mode and ε as given, and follows Alg. 1's order: both attacks, then the
 look-ahead (Eq. 9) on this batch's own adversaries, Ω's step (Eq. 10), the real step with the new weights.
 `code` reproduces the official code: meta step every 50 batches, before the real step's attacks, on a pseudo

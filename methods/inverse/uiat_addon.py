@@ -1,5 +1,5 @@
 """`+uiat`: UIAT one-off on top of any base method (UIAT App. B.3, Table 5: `nfgsm+uiat`, `rs_fgsm+uiat`,
-`gradalign+uiat`; spec §4.15).
+`gradalign+uiat`; UIAT §4.3, Table 5, App. B.3).
 
 The base's inner maximisation and loss stay as they are; the add-on adds λ·KL(p_target ‖ p(x̂)), where p(x̂) are
 the base's logits on the examples it trained on (`StepOutput.logits`, with their graph) and p_target follows the
@@ -7,7 +7,7 @@ one-off schedule (Eq. 10): p(x) before T′ (one extra clean forward in train mo
 `clean_target_grad` [AMBIG]); during epoch T′ one signed CE-only (β = 0) step per batch on the class-wise universal
 perturbation z, and p(clip(x + z_y, 0, 1)) stored per sample; the stored target after T′.
 
-Defaults [AMBIG, spec §4.15]: λ = 3.5, T′ = 0.8·epochs counted from 1 (0-based epoch 23 of 30), ε′ = α′ = ε/2 (4/255 at
+Defaults [AMBIG; UIAT App. A and B.3 give λ and T′ for the multi-step setting only]: λ = 3.5, T′ = 0.8·epochs counted from 1 (0-based epoch 23 of 30), ε′ = α′ = ε/2 (4/255 at
 ε = 8/255; scales with the run's ε), z-step and target forwards in eval mode. Hyperparameters are given as
 `--hp uiat.<key>=value`.
 """

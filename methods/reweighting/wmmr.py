@@ -1,4 +1,4 @@
-"""WMMR (Zeng et al. 2021, weighted minimax risk; spec §4.8): CE weighted by exp(−α·margin).
+"""WMMR (Zeng et al. 2021, weighted minimax risk; a BiLAW Table 1 baseline): CE weighted by exp(−α·margin).
 
 m_i = p_y(x_i^adv) − max_{j≠y} p_j(x_i^adv) is the softmax margin; L = mean_i exp(−α·m_i)·CE(f(x_i^adv), y_i).
 As in the code [C], the weights are neither normalised nor detached: the gradient also flows through m, pushing

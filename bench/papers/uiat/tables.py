@@ -1,4 +1,4 @@
-"""UIAT's tables (Dong et al. 2023; spec §4.3–4.5, §4.14, §4.15, §5). Figures: `figures`.
+"""UIAT's tables (Dong et al. 2023; UIAT Tables 1, 3, 5 and 6). Figures: `figures`.
 
 Multi-step recipe [P, §4.1, App. A.2]: ResNet-18, 100 epochs (SVHN 30), batch 128, SGD with Nesterov momentum 0.9,
 wd 5e-4, "cyclic" lr with max 0.1 = HAT's OneCycleLR (pct_start 0.25, per batch) [AMBIG], PGD-10 training
@@ -7,7 +7,7 @@ adversaries at ε = 8/255 with step 2/255 (SVHN 1/255), no normalisation layer (
 CW∞ (HAT's: κ = 0, 40 steps, step 0.01; on SVHN, where that step is CIFAR's only, the evaluation step 2/255) and
 standard AutoAttack on the full test set. Cells read the last checkpoint [AMBIG: the paper names no selection]; the
 best-PGD-20 one on the first 1000 test images (HAT's code rule: selection on test data) is evaluated beside it. Baselines run under the same recipe [AMBIG]: TRADES β = 6, MART β = 5, HAT β = 2.5, γ = 0.5, h = 2
-with a naturally trained helper (50 epochs on every data set, best clean test accuracy, spec §4.1). One seed (the
+with a naturally trained helper (50 epochs on every data set, best clean test accuracy, as HAT's official code trains it). One seed (the
 paper gives none).
 
 Profiles: `fast` keeps every grid at 12–17 % of the epochs (12 of 100, SVHN 5 of 30, single-step 5 of 30, helpers 6
@@ -39,7 +39,7 @@ PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": dict(model="tiny-cnn", train_limit=256, attack_steps=2, eval_n=64, milestones=()),
 }
 EVALUATION = {"paper": dict(n=None, aa_n=None), "fast": dict(n=None, aa_n=1000), "smoke": dict(n=512, aa_n=16)}
-HAT_RULE = Best(attack="pgd20", on="test")  # HAT's code: best PGD-20 test accuracy (spec §4.5)
+HAT_RULE = Best(attack="pgd20", on="test")  # HAT's code: best PGD-20 test accuracy
 HELPER_RULE = Best(attack="clean", on="test")  # HAT's helper: best clean test accuracy (HAT §4.1)
 
 
@@ -70,7 +70,7 @@ DATASETS = {"CIFAR-10": "cifar10", "CIFAR-100": "cifar100", "SVHN": "svhn"}
 METHODS = {"SAT": "pgd_at", "TRADES": "trades", "MART": "mart", "HAT": "hat", "IAT": "iat", "UIAT": "uiat",
            "UIAT (One-off)": "uiat_oneoff"}
 INVERSE_METHODS = ("iat", "uiat", "uiat_oneoff")
-METHOD_DEFAULTS = {"mart": {"beta": 5.0}}  # MART's ResNet-18 value (spec §4.4 [AMBIG])
+METHOD_DEFAULTS = {"mart": {"beta": 5.0}}  # MART's ResNet-18 value [AMBIG]
 METRICS = {"Natural": "clean", "PGD": "pgd20", "CW": "cw", "AA": "aa"}
 
 
@@ -109,7 +109,7 @@ def recipe(profile: str, method: str, dataset: str = "cifar10", model: str = "re
 
 
 def helper_run(profile: str, key: str, dataset: str = "cifar10", model: str = "resnet18") -> PlannedRun:
-    """HAT's naturally trained helper (spec §4.1): 50 epochs of the same recipe, best clean test accuracy."""
+    """HAT's naturally trained helper (HAT, Rade & Moosavi-Dezfooli 2022): 50 epochs of the same recipe, best clean test accuracy."""
     return PlannedRun(key, recipe(profile, "natural", dataset, model, length="helper", attack_steps=0,
                                   eval_attacks=("clean",)))
 
@@ -149,7 +149,7 @@ TABLE1 = register(Experiment(
     id="table1_uiat", paper="uiat", table="table1",
     title="UIAT Table 1: ResNet-18, CIFAR-10 / CIFAR-100 / SVHN, natural / PGD-20 / CW / AA accuracy (%)",
     plan=plan_table1, cells=cells_table1,
-    notes="Last checkpoint [AMBIG]. MART β = 5 and the baselines under UIAT's recipe [AMBIG, spec §4.4/§4.14]. "
+    notes="Last checkpoint [AMBIG]. MART β = 5 and the baselines under UIAT's recipe [AMBIG: UIAT §4.1 does not give them]. "
           "SVHN: trained with step 1/255, evaluated with PGD-20 (and CW) of step 2/255 (§4.2)."))
 
 
@@ -251,7 +251,7 @@ TABLE4 = register(Experiment(
 # ---- Table 5: single-step AT with and without +UIAT ----------------------------------------------------------
 
 TABLE5_EPS = (6, 8, 10)
-SINGLE_STEP = {  # row → method, max lr, normalisation layer (spec §4.15)
+SINGLE_STEP = {  # row → method, max lr, normalisation layer (UIAT Table 5, App. B.3)
     "N-FGSM": ("nfgsm", 0.2, True), "RS-FGSM": ("rs_fgsm", 0.2, True), "GradAlign": ("gradalign", 0.3, False)}
 SINGLE_STEP_ATTACKS = ("clean", "pgd20", "aa")
 SINGLE_STEP_METHODS = tuple(method for method, _, _ in SINGLE_STEP.values())
@@ -288,7 +288,7 @@ TABLE5 = register(Experiment(
     plan=plan_table5, cells=cells_table5,
     notes="PRN-18 variant A for all three [AMBIG]; 30 epochs, triangular cyclic lr (peak at 2/5) with max 0.2 "
           "(RS-FGSM, N-FGSM; normalisation layer as their codes) or 0.3 (GradAlign, no normalisation); +UIAT: "
-          "λ = 3.5, T′ = 0.8·epochs, CE-only universal step [AMBIG, spec §4.15], ε′ = α′ = 4/255 at every ε as the "
+          "λ = 3.5, T′ = 0.8·epochs, CE-only universal step [AMBIG; UIAT App. B.3], ε′ = α′ = 4/255 at every ε as the "
           "paper states it. Last checkpoint (no early stop: "
           "RS-FGSM at 10/255 is expected to overfit catastrophically). Time(s) is read from the ε = 8/255 runs."))
 
@@ -318,5 +318,5 @@ TABLE6 = register(Experiment(
     id="table6_uiat", paper="uiat", table="table6",
     title="UIAT Table 6: ablation of UAG / FR / IAM, ResNet-18 on CIFAR-10, natural / PGD-20 / AA accuracy (%)",
     plan=plan_table6, cells=cells_table6,
-    notes="Row 1 is instance-wise IAT with β = 0 and no momentum (spec §4.14); row 5 is Table 1's UIAT run."))
+    notes="Row 1 is instance-wise IAT with β = 0 and no momentum (UIAT Table 6); row 5 is Table 1's UIAT run."))
 
