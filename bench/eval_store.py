@@ -135,7 +135,12 @@ def compute(run: RunDir, cfg: RunConfig, keys: list[EvalKey], rt: Runtime, batch
                 raise ValueError(f"standard AutoAttack's DLR losses need at least 4 classes; {cfg.dataset} has "
                                  f"{info.num_classes}")
             began = time.time()
+            n = len(test) if key.spec.n is None else min(key.spec.n, len(test))
+            print(f"{run.path.name}: evaluating {key.spec.name} on {n} test images at {ckpt.series}@e{ckpt.epoch}",
+                  flush=True)  # AA on a full test set takes a while; a SLURM log shows what is running
             hits = attack_hits(model, test.x, test.y, key.spec, batch_size=batch_size, seed=key.seed, device=rt.device)
+            print(f"{run.path.name}: {key.spec.name} at {ckpt.series}@e{ckpt.epoch}: {100 * float(np.mean(hits)):.2f}% "
+                  f"in {time.time() - began:.1f} s", flush=True)
             atomic.write_json(key.path(run), {
                 "checkpoint": {"series": ckpt.series, "epoch": ckpt.epoch}, "seed": key.seed,
                 "num_classes": info.num_classes, "num_test": len(test),
