@@ -26,7 +26,7 @@ def test_tiny_run_measures_every_loop_and_writes_one_json(tiny_result, capsys):
     assert json.loads(out.read_text()) == result
     rows = {(r["loop"], r["precision"], r["compiled"]) for r in result["rows"]}
     assert rows == {("bench", p, False) for p in gpu.PRECISIONS} | {("hand", p, False) for p in gpu.PRECISIONS} \
-        | {("official", "fp32", False), ("official", "tf32", False)}  # compiled rows only at full size
+        | {("official", "fp32", False), ("official", "default", False)}  # compiled rows only at full size
     for r in result["rows"]:
         assert r["ms_per_step"] > 0
         assert r["epoch_seconds"] == pytest.approx(r["ms_per_step"] / 1000 * math.ceil(50_000 / gpu.TINY.batch))

@@ -14,7 +14,8 @@ Loops, each timed over `--steps` batches of 128 after warm-up, scaled to one epo
   over CPU float tensors with per-image crop/flip in the workers, pinned memory, `.to(device)` per batch,
   fp32, `model.eval()` for the attack and `model.train()` for the update. Run at fp32 and at PyTorch's
   default (TF32 convolutions), uncompiled, as those codes do.
-Precisions: fp32 (TF32 off), tf32 (TF32 convolutions and matmuls), bf16 (autocast). Compile
+Precisions as `--precision` trains (bench/precision.py): fp32 (TF32 off), tf32 (TF32 convolutions and matmuls), bf16
+(autocast over the default switches). Compile
 (bench/compile_option.py) for `bench` and `hand` at bf16 and tf32, last, while `--budget-s` (420) allows; compile
 time is reported separately and rows left out are listed as skipped.
 
@@ -32,7 +33,6 @@ almost untrained model, so most points fall at APGD-CE and the throughput is an 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import platform
@@ -55,6 +55,7 @@ from bench.cost import forward_flops
 from bench.data import DATASETS, Split, load_dataset
 from bench.data.batches import AugmentSpec, BatchStream
 from bench.models import build_model
+from bench.precision import PRECISIONS as RUN_PRECISIONS
 from methods import Batch, MethodContext, build_method
 
 DEFAULT_OUT = Path(__file__).with_name("gpu_benchmark.json")
@@ -90,14 +91,12 @@ class Row:
     peak_memory_gib: float | None
 
 
-def set_precision(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """TF32 switches for fp32/tf32 (CUDA only; CPU has no TF32), and the autocast context for bf16."""
-    tf32 = precision != "fp32"
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def set_precision(precision: str, device: torch.device) -> torch.autocast:
+    """A run's precision as training applies it (bench.precision.PRECISIONS): its TF32 switches, set for the rest
+    of this benchmark process, and its autocast context (on for bf16, explicitly off otherwise)."""
+    chosen = RUN_PRECISIONS[precision]
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = chosen.conv_tf32, chosen.matmul_tf32
+    return chosen.autocast_on(device)
 
 
 def _peak_reset(device: torch.device) -> None:
@@ -255,8 +254,8 @@ def _row(loop, precision, compiled, step, size, device) -> Row:
 
 
 def method_steps(size, device, train: Split, ctx) -> dict[str, float]:
-    """ms per step of TRADES, CAAT (paper) and BiLAW at the runs' default precision (tf32), uncompiled."""
-    set_precision("tf32", device)
+    """ms per step of TRADES, CAAT (paper) and BiLAW at the runs' default precision, uncompiled."""
+    set_precision("default", device)
     new_model = lambda: _model(size, device, False)  # noqa: E731
     out = {}
     for name in ("trades", "caat", "bilaw"):
@@ -316,7 +315,7 @@ def run(size: Size, device: torch.device, out: Path, budget_s: float = 420.0) ->
     for loop in (bench_loop, hand_loop):
         for precision in PRECISIONS:
             measure(loop, precision, False, **({"keep": trained} if loop is hand_loop and precision == "tf32" else {}))
-    for precision in ("fp32", "tf32"):
+    for precision in ("fp32", "default"):
         measure(official_loop, precision, False)
     methods = method_steps(size, device, train, ctx)
     attack = autoattack_rate(trained[0], test, size, device, data)
