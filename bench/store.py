@@ -17,6 +17,7 @@
                     damaged.txt     why the run cannot resume (no intact checkpoint; the run shows as damaged)
                     lease.json      who has taken the run on (bench/lease.py); jobs.jsonl: its cluster jobs
                     done            written last: the run is finished
+                    EXTRA_FILES     what methods and figures add beside the record (`RunDir.extra(name)`)
 
 A run folder is the single source of truth: tables and status are computed from these files alone. Every
 file is verified when read: JSON strictly, checkpoints by checksum and with weights_only=True; a damaged one
@@ -44,6 +45,17 @@ from bench.progress import say
 EVALUATION_FIELDS = ("final_attacks", "aa_n", "final_n", "select", "select_score", "select_after")
 HEARTBEAT_SECONDS = 30.0
 STALE_AFTER_SECONDS = 4 * HEARTBEAT_SECONDS
+
+
+# Files methods and figures add to a run folder, by name; they reach them through `RunDir.extra`, so this module
+# names every file a run folder can hold.
+EXTRA_FILES = {
+    "caat_samples": "caat_samples",  # folder: CAAT's per-epoch, per-sample adversary choices (record_samples=true)
+    "caat_fig4_series": "fig4_series.json",  # CAAT Fig. 4: those choices split by clean / noisy label
+    "bilaw_weight_probe": "fig_bilaw_weights.json",  # BiLAW Figs. 3–5: the final weighting net on test images
+    "uiat_pgd20_strength": "uiat_pgd20_strength.json",  # UIAT Figs. 1/4: PGD-20 accuracy by signed strength
+    "uiat_aa_strength": "uiat_aa_strength.json",  # UIAT Fig. 4: AA accuracy by signed strength
+}
 
 
 def default_root() -> Path:
@@ -94,6 +106,12 @@ class RunDir:
     @property
     def error_file(self) -> Path:
         return self.path / "error.txt"
+
+    def extra(self, name: str) -> Path:
+        """The path of a declared extra file (EXTRA_FILES): a method's or figure's artifact beside the record."""
+        if name not in EXTRA_FILES:
+            raise ValueError(f"no extra run file {name!r}; declared: {', '.join(sorted(EXTRA_FILES))}")
+        return self.path / EXTRA_FILES[name]
 
     def config(self) -> RunConfig:
         """The run's config, read strictly; fields that left RunConfig when evaluation and selection became data

@@ -21,7 +21,7 @@ from bench.experiments.figures import figure_input
 from bench.experiments.render import collect
 from bench.experiments.stats import STATS
 from bench.published import load_published
-from bench.store import RunStore
+from bench.store import RunDir, RunStore
 from bench.train import check_heldout, train_run
 from methods import Batch, MethodContext, build_method
 from methods.fairness.constraints import ClassErrors
@@ -188,8 +188,8 @@ def test_record_samples_needs_a_run_folder():
 
 
 def test_group_series_splits_directions_and_bounds_by_noisy_labels(tmp_path):
-    run = type("Run", (), {"path": tmp_path})()
-    (tmp_path / caat.SAMPLES_DIR).mkdir()
+    run = RunDir(tmp_path)
+    run.extra("caat_samples").mkdir()
     adversary = np.array([1, 1, 0, 0, 1, -1], dtype=np.int8)
     eps = np.array([2, 4, 6, 8, 10, np.nan], dtype=np.float32) / 255
     np.savez(caat.samples_path(tmp_path, 0), adversary=adversary, eps=eps)
@@ -266,7 +266,7 @@ def test_fig4_draws_clean_and_noisy_series_from_its_smoke_run(tmp_path):
     noisy = caat_figures.noisy_mask(run)
     assert noisy.shape == (256,) and 0.05 < noisy.mean() < 0.35  # 20% uniform noise flips ~18% of labels
     _drawn(figure.draw(figure_input(figure, store, "smoke", SUBSTITUTE), tmp_path / "fig4"))
-    series = json.loads((run.path / caat_figures.FIG4_SERIES).read_text())
+    series = json.loads(run.extra("caat_fig4_series").read_text())
     assert series["epochs"] == [1]
     ratios = [series[g]["adv_ratio"][0] for g in ("clean", "noisy")]
     assert all(0 <= r <= 1 for r in ratios)

@@ -31,7 +31,7 @@ from bench.experiments.render import collect
 from bench.lease import RunLease
 from bench.run_state import run_state
 from bench.selection import Last
-from bench.store import RunStore
+from bench.store import RunDir, RunStore
 from bench.train import Runtime, train_run
 
 SMALL = dict(dataset="fmnist", model="tiny-cnn", train_limit=256, batch_size=128, attack_steps=1,
@@ -321,3 +321,10 @@ def test_a_queued_slurm_run_shows_queued_in_status_run_and_table(tmp_path, fake_
     assert line.split()[0] == "queued"
     cells = collect(EXPERIMENTS.get("table1_bilaw"), store, "smoke")
     assert set(cells[cells["runs"] == run.path.name]["status"]) == {"queued"}
+
+
+def test_extra_run_files_are_declared_by_the_store(tmp_path):
+    run = RunDir(tmp_path / "r")
+    assert run.extra("bilaw_weight_probe") == run.path / "fig_bilaw_weights.json"
+    with pytest.raises(ValueError, match="no extra run file 'probe'; declared: bilaw_weight_probe, caat_fig4_series"):
+        run.extra("probe")

@@ -289,3 +289,8 @@ class BiLAWNP(ValidatedReweighting):
         w = self.contribution_weights(model, optimizer, robust, x_val_adv, y_val)
         self.remember(batch, w)
         return StepOutput((w * robust).sum(), logits, {"w_zero_frac": (w == 0).float().mean()})
+
+
+def weighting_net_state(method_state: dict) -> dict:
+    """The weighting net's weights in a BiLAW checkpoint's method state (what BiLAW's figures probe)."""
+    return method_state["learner"]["net"]

@@ -59,6 +59,7 @@ from bench.attacks.losses import loss_dtype
 from bench.attacks.pgd import input_grad
 from bench.attacks.mode import model_mode
 from bench.hparams import RunFacts, require
+from bench.store import RunDir
 from methods.core.base import Batch, Method, StepOutput
 from methods.fairness.constraints import FairConstraints, class_errors
 from methods.core.heldout import HeldoutBatches
@@ -116,13 +117,10 @@ class CAATHparams:
                                    train_eps_scale=self.train_eps_scale or (1.25 if code else 1.0))
 
 
-SAMPLES_DIR = "caat_samples"  # per-epoch per-sample records, beside the run's other files
-
-
 def samples_path(run_dir: str | Path, epoch: int) -> Path:
     """Where epoch `epoch`'s per-sample record lies: arrays `adversary` (1 adversary, 0 anti-adversary,
     −1 not seen) and `eps` (the bound used, NaN if not seen), both indexed by the training split."""
-    return Path(run_dir) / SAMPLES_DIR / f"epoch_{epoch:04d}.npz"
+    return RunDir(Path(run_dir)).extra("caat_samples") / f"epoch_{epoch:04d}.npz"
 
 
 def _where_seen(values: torch.Tensor, seen: torch.Tensor) -> list[float | None]:

@@ -31,12 +31,12 @@ from bench.experiments.plotting import footer, new_figure, save
 from bench.store import RunDir
 from bench.training.assemble import Runtime, attack_budget, make_model, resolve_device
 from methods import resolved_hparams
+from methods.bilaw.bilaw import weighting_net_state
 from methods.bilaw.bilaw_meta import WeightingNet, input_size, parse_widths, weight_inputs
 from methods.reweighting.gairat import geometry_weights, pgd_counting_correct
 from methods.reweighting.mail import mail_weights
 
 SOURCE = ("Small-CNN", "ε = 0.031", "BiLAW (ours)")
-PROBE_FILE = "fig_bilaw_weights.json"
 PROBE_N = 1000  # test images probed (fewer when the run evaluates fewer, as smoke runs do)
 PROBE_BATCH = 250
 SHOWN_IMAGES = 8
@@ -70,7 +70,7 @@ def _say(ax, text: str) -> None:
 
 def weight_probe(run: RunDir) -> dict[str, Any]:
     """The probe of the run's final network (see the module docstring), computed once and cached."""
-    path = run.path / PROBE_FILE
+    path = run.extra("bilaw_weight_probe")
     if path.exists():
         return json.loads(path.read_text())
     probe = _compute_probe(run)
@@ -89,7 +89,7 @@ def _compute_probe(run: RunDir) -> dict[str, Any]:
     model.eval()
     hp = resolved_hparams(cfg.method, cfg.hp_dict)
     net = WeightingNet(input_size(hp["weight_input"], info.num_classes), parse_widths(hp["hidden"])).to(device)
-    net.load_state_dict(state["method"]["learner"]["net"])
+    net.load_state_dict(weighting_net_state(state["method"]))
     mail = resolved_hparams("mail_at", dict(TABLE2_METHODS["MAIL"][1]))
     gairat = resolved_hparams("gairat", dict(TABLE2_METHODS["GAIRAT"][1]))
     _, test = load_dataset(cfg.dataset)

@@ -26,10 +26,8 @@ from bench.papers.caat.runs import (CAAT_ROWS, CORRUPTED_ROWS, LONG_TAIL_10, LON
 from bench.experiments.plotting import footer, new_figure, save
 from bench.store import RunDir
 from bench.theory import caat_linear
-from methods.caat.caat import SAMPLES_DIR
 
 FIG4_ROW = "CAAT (Grad-Based)"  # sample-wise bounds: the variant the paper proposes for noisy labels
-FIG4_SERIES = "fig4_series.json"  # cached in the run folder: the split by true labels needs the data set
 
 
 def _message(ax, text: str) -> None:
@@ -91,7 +89,7 @@ def _mean(values: np.ndarray) -> float | None:
 def group_series(run: RunDir, noisy: np.ndarray) -> dict:
     """Per epoch and group (clean / noisy labels): share of adversaries, mean bound of adversaries and of
     anti-adversaries (in units of 1/255)."""
-    files = sorted((run.path / SAMPLES_DIR).glob("epoch_*.npz"))
+    files = sorted(run.extra("caat_samples").glob("epoch_*.npz"))
     out: dict = {"epochs": [], **{g: {"adv_ratio": [], "adv_eps": [], "anti_eps": []} for g in ("clean", "noisy")}}
     for path in files:
         with np.load(path) as z:
@@ -106,7 +104,7 @@ def group_series(run: RunDir, noisy: np.ndarray) -> dict:
 
 
 def cached_group_series(run: RunDir) -> dict:
-    path = run.path / FIG4_SERIES
+    path = run.extra("caat_fig4_series")
     if path.exists():
         return json.loads(path.read_text())
     series = group_series(run, noisy_mask(run))

@@ -63,8 +63,8 @@ def _spread(test: Split, n: int | None) -> Split:
 
 def _cached(run: RunDir, name: str, n: int | None, strengths: Sequence[int],
             compute: Callable[[list[int]], dict[int, Any]]) -> dict[int, Any]:
-    """Per-strength results from `<run>/uiat_<name>.json`, computing (and adding) only the missing strengths."""
-    path = run.path / f"uiat_{name}.json"
+    """Per-strength results from the run's `uiat_<name>` file, computing (and adding) only the missing strengths."""
+    path = run.extra(f"uiat_{name}")
     cache = json.loads(path.read_text()) if path.exists() else {}
     if cache.get("images", "unset") != n:
         cache = {"images": n, "checkpoint": "last", "by_strength_255": {}}
