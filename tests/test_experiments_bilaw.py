@@ -85,11 +85,16 @@ def test_cells_sit_where_the_paper_prints_them_and_read_what_their_runs_evaluate
         table = published[published["table"] == experiment.table]
         assert {(c.row, c.column) for c in experiment.cells()} == set(zip(table["row"], table["column"]))
         runs = {r.key: r for r in experiment.runs(profile)}
+        read = {key: set() for key in runs}
         for cell in experiment.cells():
             run = runs[cell.run]
             if run.config is not None:
                 needed = {cell.attack, "clean"} if cell.stat == "gap" else {cell.attack}
                 assert needed <= set(run.evaluation.attacks), (table_id, cell)
+                read[cell.run].add(cell.checkpoint)
+        for key, run in runs.items():  # each run evaluated at the checkpoints its cells read, no other (AA is costly)
+            if run.config is not None:
+                assert set(run.evaluation.checkpoints) == read[key], (table_id, key)
     gaps = [c for c in EXPERIMENTS.get("table6_bilaw").cells() if c.stat == "gap"]
     assert {c.column for c in gaps} == {"CIFAR10 / PGD - Clean"} and {c.attack for c in gaps} == {"pgd20"}
 

@@ -24,12 +24,12 @@ Quick profile, Table 1 (the README's first job): only the F-MNIST Tiny-CNN ℓ�
 Fast profile, Table 1: sized to fit the F-MNIST rows in about an hour on a 2-core CPU (the issue's budget): 5 epochs
 (lr drops at 2 and 3) on the first 20 000 training images, AA on the first 300 test images, clean and PGD-20 on all
 10 000. CIFAR tables: the same grid at 10 of 100 epochs (lr drops at 3 and 6), AA on the first 1000 test images.
-GPU time by bench/cost.py (counted FLOPs at 30 TFLOP/s effective, ±2×): Table 2 ≈ 76 H100-h, 74 of them in the
-16 WRN-32-10 runs — a WRN-32-10 forward is 13.3 GFLOPs (12× a PreAct-ResNet-18), so one PGD-AT epoch (11
-passes per image) is ≈ 12 min by the model (≈ 4 min at a realistic 100 TFLOP/s in bf16), the BiLAW variants
-cost 1.8–2.2× a PGD-AT step, and AA (≈ 2000 passes per image, best and last) is ≈ 30% of the WRN time; the
-Small-CNN half is ≈ 1.5 h. Table 3 ≈ 30 h (7 WRN runs); Tables 6–8 ≈ 15 h each beyond the reference run they
-share with Table 2 (3 BiLAW-TRADES WRN runs, no AA). So only Table 2's Small-CNN columns fit a few GPU-hours.
+GPU time by bench/cost.py (counted FLOPs at 30 TFLOP/s effective, ±2×; `bench run <id> --profile paper --dry-run`
+prints it): Table 2 ≈ 550 H100-h, all but 11 of them in the 16 WRN-32-10 runs — a WRN-32-10 forward is 13.3
+GFLOPs (12× a PreAct-ResNet-18), so one PGD-AT epoch (11 passes per image) is ≈ 12 min by the model and a
+100-epoch run ≈ 20 h, and the BiLAW variants cost 1.8–2.2× a PGD-AT step. Table 3 ≈ 200 H100-h (7 WRN runs);
+Tables 6–8 ≈ 230 H100-h each (4 BiLAW-TRADES WRN runs, one of them Table 2's reference). So only Table 2's
+Small-CNN columns fit a GPU-day. AutoAttack runs at the one checkpoint a row's cells read.
 """
 from __future__ import annotations
 
@@ -72,10 +72,17 @@ def selection(run: PlannedRun) -> Rule:
     return Last() if run.config.method == "natural" else BASELINE_RULE
 
 
+def checkpoint_read(method: str) -> str:
+    """The checkpoint a row's cells read: plain training its last, every other row its selected best."""
+    return "last" if method == "natural" else "best"
+
+
 def evaluation_of(settings: dict[str, dict[str, Any]], attacks: tuple[str, ...] = ("clean", "pgd20", "aa")):
-    """(profile, run) → the evaluation: clean, PGD-20 and AutoAttack with the profile's subsets."""
+    """(profile, run) → the evaluation: clean, PGD-20 and AutoAttack with the profile's subsets, at the one
+    checkpoint the row's cells read (AutoAttack on the full F-MNIST test set is about an hour per checkpoint
+    on a CPU core: evaluating a checkpoint no cell reads would double that)."""
     def evaluation(profile: str, run: PlannedRun) -> Evaluation:
-        return Evaluation(attacks, **settings[profile])
+        return Evaluation(attacks, checkpoints=(checkpoint_read(run.config.method),), **settings[profile])
     return evaluation
 
 
@@ -144,7 +151,7 @@ def cells_table1() -> list[Cell]:
                         cells.append(Cell(row=f"{data_label} / {row}",
                                           column=f"{model_label} / perturbation: {norm} / ε = {eps:g} / {metric}",
                                           run=_key(data_label, model_label, threat, row),
-                                          checkpoint="last" if row == "plain" else "best", attack=attack))
+                                          checkpoint=checkpoint_read(METHODS[row][0]), attack=attack))
     return cells
 
 
@@ -274,7 +281,7 @@ def _ablation(table: str, title: str, rows: dict[str, Hp], columns: dict[str, tu
     def evaluation(profile: str, run: PlannedRun) -> Evaluation:
         """The reference row is Table 2's run and evaluation; the other rows need clean and PGD-20 only."""
         attacks = ("clean", "pgd20", "aa") if run.key == key(reference_row) else ("clean", "pgd20")
-        return Evaluation(attacks, **CIFAR_EVALUATION[profile])
+        return evaluation_of(CIFAR_EVALUATION, attacks)(profile, run)
 
     def cells() -> list[Cell]:
         return [Cell(row=row, column=column, run=key(row), checkpoint="best", attack=attack, stat=stat)
