@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from bench import atomic, environment
 from bench.experiments.base import PROFILES, Cell, Experiment, PlannedRun
+from bench.checkpoints import Checkpoint
 from bench.eval_store import EvaluatedRun, Evaluation
 from bench.store import RunStore
 
@@ -105,6 +106,12 @@ class LedgerRun:
 
     def checkpoint(self, name: str) -> dict[str, Any] | None:
         return self.result()["checkpoints"].get(name)
+
+    def resolve(self, name: str) -> Checkpoint | None:
+        """The checkpoint `name` stood for when the entries were written (EvaluatedRun.resolve)."""
+        labels = {e["selection"]["checkpoint"] for e in self.entries()
+                  if e["checkpoint"] == name and e.get("selection") and e["selection"].get("checkpoint")}
+        return Checkpoint.parse(labels.pop()) if len(labels) == 1 else None
 
     num_classes = None  # not recorded: standard errors of per-class cells count all n images
 

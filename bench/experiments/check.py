@@ -34,12 +34,18 @@ class ClaimCheck(NamedTuple):
     verdict: str  # on our numbers, or CONTRADICTED when the published numbers already refute the claim
     judgement: Judgement  # on our numbers
     published: Judgement  # on the paper's numbers
+    warmup_rows: tuple[str, ...] = ()  # rows of its cells read inside a method's warm-up (render.warmup_before)
 
     def deciding(self) -> str:
-        """The comparison that decided the verdict, with its numbers ('' when none was made)."""
+        """The comparison that decided the verdict, with its numbers ('' when none was made), and which of its
+        rows were read before their method's own update began: the verdict then speaks of the warm-up model."""
         contradicted = self.verdict == CONTRADICTED
         part = (self.published if contradicted else self.judgement).worst()
-        return "" if part is None else f"{'published' if contradicted else 'ours'}: {part.text()}"
+        text = "" if part is None else f"{'published' if contradicted else 'ours'}: {part.text()}"
+        if text and self.warmup_rows and not contradicted:
+            text += (f" (§ {', '.join(self.warmup_rows)}: read inside the method's warm-up, before its own update; "
+                     "see 'Checkpoints read')")
+        return text
 
 
 def _se(se: float) -> str:
@@ -106,7 +112,7 @@ class TableCheck:
 def check_table(experiment: Experiment, cells: pd.DataFrame, profile: str) -> TableCheck:
     """Judge a table's collected cells (bench.experiments.render.collect) against the published values."""
     result = TableCheck(experiment, profile, TOLERANCE[profile], cells=len(cells))
-    values, ses = {}, {}
+    values, ses, warm = {}, {}, set()
     flags = flagged_cells(experiment.paper, experiment.table)
     for r in cells.to_dict("records"):
         if math.isnan(r["ours"]):
@@ -116,6 +122,8 @@ def check_table(experiment: Experiment, cells: pd.DataFrame, profile: str) -> Ta
         result.measured += 1
         se = r.get("ours_se", math.nan)
         values[(r["row"], r["column"])], ses[(r["row"], r["column"])] = r["ours"], se
+        if r.get("in_warmup"):
+            warm.add((r["row"], r["column"]))
         found = flags.get((r["row"], r["column"]), [])
         if excluded(found):  # the published number itself is in doubt: shown, not judged
             result.unjudged.append((r["row"], r["column"], "; ".join(f"{f.rule}: {f.detail}" for f in found)))
@@ -129,5 +137,6 @@ def check_table(experiment: Experiment, cells: pd.DataFrame, profile: str) -> Ta
     for claim in claims_for(experiment.paper, experiment.table):
         ours, theirs = claim.judge(values, ses), claim.judge(published)
         verdict = CONTRADICTED if theirs.verdict == "refuted" else ours.verdict
-        result.claims.append(ClaimCheck(claim, verdict, ours, theirs))
+        rows = tuple(sorted({row for row, column in claim.cells() & warm}))
+        result.claims.append(ClaimCheck(claim, verdict, ours, theirs, rows))
     return result

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean, stdev
 from typing import Mapping
@@ -15,6 +16,8 @@ import pandas as pd
 
 from bench import atomic
 from bench.audit import excluded, flagged_cells
+from bench.checkpoints import Checkpoint
+from bench.config import RunConfig
 from bench.eval_store import EvaluatedRun, Evaluation
 from bench.experiments.base import Experiment, PlannedRun
 from bench.experiments.stats import STATS, in_unit, se_in_unit, seeds_se
@@ -22,6 +25,8 @@ from bench.published import load_published
 from bench.ledger import Ledger
 from bench.run_state import run_states
 from bench.store import RunStore
+from methods.core.base import Warmup
+from methods.core.registry import warmup_of
 
 MISSING_ORDER = ("running", "queued", "submitted", "damaged", "failed", "crashed", "not run")  # the reason shown when no seed of a cell has finished
 
@@ -37,6 +42,9 @@ def collect(experiment: Experiment, store: RunStore, profile: str,
             substitutions: Mapping[str, str] | None = None, ledger: Ledger | None = None) -> pd.DataFrame:
     """One row per cell: row, column, unit, ours (mean over finished seeds), ours_std, ours_se (its standard
     error: bench.experiments.stats), seeds, published, published_std, diff (ours − published), status, runs,
+    checkpoints (what each of `runs` was read at, as the cell's name and the checkpoint it resolved to, e.g.
+    best:model@e45 with 0-based epochs; "-" where nothing was read), in_warmup (some run was read at a checkpoint
+    before its method's own update began: Method.warmup),
     source (store / ledger: where the finished runs were read; a run not finished in the store is read from the
     reproduction ledger, by default tables/results/). Cells with no run planned under `profile` (a
     profile such as `quick` that plans a few of the table's cells) are left out."""
@@ -51,13 +59,14 @@ def collect(experiment: Experiment, store: RunStore, profile: str,
             continue
         pub = published.loc[(cell.row, cell.column)]
         runs = groups[cell.run]
-        values, ses, states, run_ids, sources = [], [], [], [], []
+        values, ses, states, run_ids, sources, read, warm = [], [], [], [], [], [], False
         for run in runs:
             if run.config is None:
                 states.append(f"not runnable: {run.why}")
                 continue
             run_dir = store.run_dir(run.config)
             run_ids.append(run_dir.path.name)
+            read.append("-")
             state = found[run_dir.path.name].status
             recorded = None if state == "done" else ledger.run(run_dir.path.name)
             if recorded is not None:
@@ -76,15 +85,26 @@ def collect(experiment: Experiment, store: RunStore, profile: str,
                 else:
                     values.append(in_unit(measured, pub["unit"]))
                     ses.append(se_in_unit(measured, pub["unit"]))
+                    ckpt = source.resolve(cell.checkpoint)
+                    read[-1] = "-" if ckpt is None else f"{cell.checkpoint}:{ckpt.label}"
+                    warm |= ckpt is not None and warmup_before(run.config, ckpt) is not None
         ours = mean(values) if values else math.nan
         records.append({
             "row": cell.row, "column": cell.column, "unit": pub["unit"], "ours": ours,
             "ours_std": stdev(values) if len(values) > 1 else math.nan, "ours_se": seeds_se(values, ses),
             "seeds": len(values),
             "published": pub["value"], "published_std": pub["std"], "diff": ours - pub["value"],
-            "status": _status(values, states), "runs": " ".join(run_ids), "source": "+".join(sorted(set(sources))),
+            "status": _status(values, states), "runs": " ".join(run_ids), "checkpoints": " ".join(read),
+            "in_warmup": warm, "source": "+".join(sorted(set(sources))),
         })
     return pd.DataFrame.from_records(records)
+
+
+def warmup_before(cfg: RunConfig, ckpt: Checkpoint) -> Warmup | None:
+    """The method's warm-up if `ckpt` of a run of `cfg` lies inside it (an averaged series never does: it is
+    not the trained model)."""
+    warmup = None if ckpt.series else warmup_of(cfg.method, cfg.hp_dict, cfg.epochs)
+    return warmup if warmup is not None and ckpt.epoch < warmup.until else None
 
 
 def _status(values: list[float], states: list[str]) -> str:
@@ -133,6 +153,51 @@ def _selection(run: PlannedRun) -> str:
     return f"best = {rule.describe()}{where}"
 
 
+@dataclass(frozen=True)
+class CheckpointRead:
+    """One run's checkpoint that cells read, and whether it lies in the method's warm-up (Method.warmup)."""
+    key: str  # PlannedRun.key
+    run_id: str
+    checkpoint: Checkpoint
+    epochs: int
+    rule: str
+    warmup: Warmup | None  # set only when the checkpoint precedes the method's own update
+
+    def line(self) -> str:
+        c = self.checkpoint
+        series = f" of the {c.series} series" if c.series else ""
+        text = (f"{self.key} (`{self.run_id}`): epoch {c.epoch + 1} of {self.epochs}{series} ({c.label}; "
+                f"{self.rule})")
+        if self.warmup is not None:
+            start = (f"which starts at epoch {self.warmup.until + 1}" if self.warmup.until < self.epochs
+                     else f"which never starts in {self.epochs} epochs")
+            text += (f" {WARMUP_MARK} before the method's own update, {start}: this checkpoint trained as "
+                     f"{self.warmup.trains_as}, so its cells measure that")
+        return text
+
+
+WARMUP_MARK = "§"  # on cells read at a checkpoint inside the method's warm-up
+
+
+def checkpoints_read(experiment: Experiment, cells: pd.DataFrame, profile: str,
+                     substitutions: Mapping[str, str] | None) -> list[CheckpointRead]:
+    """Each (run, checkpoint) the table's measured cells read, in table order; the epoch a rule selected is
+    part of the number, so the table prints it."""
+    planned = {run.config.run_id(): run for run in experiment.runs(profile, substitutions) if run.config is not None}
+    out: dict[tuple[str, str], CheckpointRead] = {}
+    for _, r in cells.iterrows():
+        for run_id, read in zip(str(r["runs"]).split(), str(r["checkpoints"]).split()):
+            name, _, label = read.partition(":")
+            if read == "-" or (run_id, label) in out or run_id not in planned:
+                continue
+            run, ckpt = planned[run_id], Checkpoint.parse(label)
+            rule = ("the last epoch" if name.startswith("last") else "named by the table" if "@" in name
+                    else run.selection.describe())
+            out[(run_id, label)] = CheckpointRead(run.key, run_id, ckpt, run.config.epochs, rule,
+                                                  warmup_before(run.config, ckpt))
+    return list(out.values())
+
+
 def provenance(experiment: Experiment, profile: str, substitutions: Mapping[str, str] | None) -> list[str]:
     """One line per distinct training/evaluation/selection setting of the table's runnable runs."""
     runs = [run for run in experiment.runs(profile, substitutions) if run.config is not None]
@@ -158,6 +223,9 @@ def to_markdown(experiment: Experiment, cells: pd.DataFrame, profile: str,
     reasons = [status for status in dict.fromkeys(cells["status"]) if status != "done"]
     marks = {status: chr(ord("a") + i) if i < 26 else str(i) for i, status in enumerate(reasons)}
     text = {(r["row"], r["column"]): cell_text(r, tolerance, marks) for _, r in cells.iterrows()}
+    read = checkpoints_read(experiment, cells, profile, substitutions)
+    for _, r in cells[cells["in_warmup"]].iterrows():
+        text[(r["row"], r["column"])] += f" {WARMUP_MARK}"
     flags = flagged_cells(experiment.paper, experiment.table)
     for cell, found in flags.items():  # the audit doubts the published number: marked, and said why below
         if cell in text:
@@ -175,6 +243,11 @@ def to_markdown(experiment: Experiment, cells: pd.DataFrame, profile: str,
     lines += [f"| {row} | " + " | ".join(text.get((row, col), "") for col in columns) + " |" for row in rows]
     if marks:
         lines += ["", *[f"[{mark}] {status}  " for status, mark in marks.items()]]
+    if read:
+        lines += ["", "Checkpoints read (epochs counted from 1"
+                  + (f"; {WARMUP_MARK}: read inside the method's warm-up" if cells["in_warmup"].any() else "")
+                  + "):",
+                  *[f"- {c.line()}" for c in read]]
     if flags:
         lines += ["", "Published values flagged by `python -m bench audit` (‡: not judged by `check`; †: shown and "
                       "judged):", *[f"- {row} | {col}: " + "; ".join(f"{f.rule}: {f.detail}" for f in found)

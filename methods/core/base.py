@@ -61,6 +61,16 @@ class MethodContext:
 HELDOUT_SPLIT = {"caat_meta": "meta", "frl_meta": "meta", "cfa_val": "val", "bilaw": "val_meta"}
 
 
+@dataclass(frozen=True)
+class Warmup:
+    """The first epochs of a run in which a method trains as something else (GAIRAT's and MAIL's weights are
+    uniform before their begin epoch). A checkpoint selected inside them is that warm-up's model, not the
+    method's: tables flag it (bench.experiments.render)."""
+
+    until: int  # the first 0-based epoch of the method's own update
+    trains_as: str  # what the warm-up epochs train, in words ("PGD-AT (uniform weights)")
+
+
 @dataclass
 class Batch:
     x: torch.Tensor  # float [0,1], augmented, on the device
@@ -99,6 +109,12 @@ class Method:
     def eps_for(self, y: torch.Tensor) -> torch.Tensor:
         """Per-sample budget of a batch with labels y."""
         return self.class_eps[y]
+
+    @classmethod
+    def warmup(cls, hp: Any, epochs: int) -> Warmup | None:
+        """The warm-up of a run of `epochs` with hyperparameters `hp`; None: the method's own update from epoch 0.
+        A class method, so a table can ask it of a stored run without building the method."""
+        return None
 
     def step_bound(self, epoch: int) -> Passes:
         """The forward/backward passes one step of epoch `epoch` needs (methods.core.step_bound): the operation count

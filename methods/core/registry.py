@@ -8,7 +8,7 @@ from typing import Any
 from bench import hparams
 from bench.registry import Registry
 from methods.core.addon import ADDONS, Composite
-from methods.core.base import Method, MethodContext
+from methods.core.base import Method, MethodContext, Warmup
 
 METHODS: Registry[type[Method]] = Registry("method")
 
@@ -86,6 +86,15 @@ def build_method(name: str, overrides: dict[str, Any], ctx: MethodContext) -> Me
     if not addons:
         return method
     return Composite(method, {a: ADDONS.get(a)(hp[a], method) for a in addons})
+
+
+def warmup_of(name: str, overrides: dict[str, Any], epochs: int) -> Warmup | None:
+    """The warm-up (Method.warmup) of a run of method `name`; None for a composition, whose add-ons change its
+    update on schedules of their own."""
+    base, addons = _parts(name)
+    if addons:
+        return None
+    return METHODS.get(base).warmup(_hparam_objects(name, overrides)[base], epochs)
 
 
 def canonical_name(name: str) -> str:

@@ -27,8 +27,8 @@ from torch import Tensor, nn
 from bench.attacks import pgd
 from bench.attacks.losses import ce_loss
 from bench.hparams import require
-from methods.core.base import Batch, Method, StepOutput
-from methods.core.reference_epoch import at_least
+from methods.core.base import Batch, Method, StepOutput, Warmup
+from methods.core.reference_epoch import at_least, first_epoch
 from methods.core.registry import METHODS
 from methods.core.sample_weights import mean_one
 from methods.core.step_bound import attack, update
@@ -89,9 +89,15 @@ class GAIRAT(Method):
         if ctx.attack_steps < 2:
             raise ValueError(f"GAIRAT needs attack_steps >= 2 (its weights divide by ⌊K/2⌋); got {ctx.attack_steps}")
 
+    @classmethod
+    def warmup(cls, hp: GAIRATHparams, epochs: int) -> Warmup:
+        """Uniform weights until the code's 1-based counter reaches `begin`·epochs: plain PGD-AT with GAIRAT's attack."""
+        first = first_epoch(lambda epoch: at_least(epoch, hp.begin, epochs, counts_from=1), epochs)
+        return Warmup(first, "PGD-AT (GAIRAT's weights uniform)")
+
     def weighted(self, epoch: int) -> bool:
-        """Whether the geometry weights apply in 0-based `epoch` (the code's 1-based counter reaches `begin`)."""
-        return at_least(epoch, self.hp.begin, self.ctx.epochs, counts_from=1)
+        """Whether the geometry weights apply in 0-based `epoch`."""
+        return epoch >= self.warmup(self.hp, self.ctx.epochs).until
 
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
         x_adv, kappa = pgd_counting_correct(

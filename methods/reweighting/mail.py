@@ -16,7 +16,7 @@ BiLAW Table 1 writes MAIL as sigmoid(−γ(m − β)) with m = −PM and uses γ
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -25,8 +25,8 @@ from torch import Tensor
 from bench.attacks.losses import kl_per_sample, loss_dtype
 from bench.hparams import require
 from methods.core.adversaries import ce_adversary, trades_adversary
-from methods.core.base import Batch, Method, StepOutput
-from methods.core.reference_epoch import beyond
+from methods.core.base import Batch, Method, StepOutput, Warmup
+from methods.core.reference_epoch import beyond, first_epoch
 from methods.core.registry import METHODS
 from methods.core.step_bound import attack, forward, update
 
@@ -71,10 +71,17 @@ def mail_weights(logits_adv: Tensor, y: Tensor, slope: float, bias: float) -> Te
 
 class _MAIL(Method):
     per_class = frozenset({"eps"})  # its adversaries read class_eps (eps_for): CCM may recalibrate it
+    burn_in_base: ClassVar[str]  # what the burn-in trains, in words
+
+    @classmethod
+    def warmup(cls, hp, epochs: int) -> Warmup:
+        """Unweighted while the code's 0-based epoch is ≤ `burn_in`·epochs (its `epoch <= 75`)."""
+        first = first_epoch(lambda epoch: beyond(epoch, hp.burn_in, epochs, counts_from=0), epochs)
+        return Warmup(first, f"{cls.burn_in_base} (MAIL's weights all 1)")
 
     def weighted(self, epoch: int) -> bool:
-        """Whether 0-based `epoch` is past the burn-in (the code compares its 0-based epoch: `epoch <= 75`)."""
-        return beyond(epoch, self.hp.burn_in, self.ctx.epochs, counts_from=0)
+        """Whether 0-based `epoch` is past the burn-in."""
+        return epoch >= self.warmup(self.hp, self.ctx.epochs).until
 
     def weights(self, logits_adv: Tensor, batch: Batch) -> Tensor:
         """MAIL's weights after the burn-in, ones during it."""
@@ -87,6 +94,7 @@ class _MAIL(Method):
 class MAILAT(_MAIL):
     Hparams = MAILATHparams
     description = "MAIL-AT (Wang et al.): adversarial CE weighted by 3·sigmoid(s·(PM + b))"
+    burn_in_base = "PGD-AT with MAIL's attack"
     norms = ("linf", "l2")
 
     def step_bound(self, epoch):  # forward/backward passes one step needs (methods.core.step_bound)
@@ -104,6 +112,7 @@ class MAILAT(_MAIL):
 class MAILTRADES(_MAIL):
     Hparams = MAILTRADESHparams
     description = "MAIL-TRADES (Wang et al.): TRADES with the KL term weighted by 3·sigmoid(s·(PM + b))"
+    burn_in_base = "TRADES with MAIL-TRADES' attack and β"
 
     def step_bound(self, epoch):  # forward/backward passes one step needs (methods.core.step_bound)
         return forward(1) + attack(self.ctx.attack_steps) + update(2)  # KL target, attack, clean + adversarial loss
