@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from bench.cli_grid import add_grid_commands, add_runtime_flags
+from bench.cli_grid import add_compile_flag, add_grid_commands, add_runtime_flags
 from bench.cli_verdict import add_verdict_commands
 from bench.config import RunConfig
 from bench.data.scenarios import ScenarioConfig
@@ -300,10 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(tp)
     add_final_evaluation_flags(tp)
     add_runtime_flags(tp)
-    tp.add_argument("--compile", action="store_true",
-                    help="run the model's forward under torch.compile (bench/compile_option.py; not for methods with "
-                         "a second-order backward). Not part of the run id: it changes rounding, not the arithmetic; "
-                         "each attempt's environment.jsonl records it")
+    add_compile_flag(tp)
     tp.set_defaults(func=cmd_train)
 
     add_eval_command(sub, store)

@@ -15,6 +15,13 @@ def add_runtime_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data-root", default=None, help="folder with torchvision datasets (default $BENCH_DATA_ROOT)")
 
 
+def add_compile_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--compile", action="store_true",
+                   help="run the model's forward under torch.compile (bench/compile_option.py; refused for methods "
+                        "with a second-order backward: BiLAW, CAAT, GradAlign). Not part of the run id: it changes "
+                        "rounding, not the arithmetic; each attempt's environment.jsonl records it")
+
+
 def _add_plan_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="fast", help=PROFILE_HELP)
     p.add_argument("--substitute", action="append", default=[], metavar="DATASET=REPLACEMENT",
@@ -58,6 +65,7 @@ def add_grid_commands(sub: argparse._SubParsersAction, store: argparse.ArgumentP
                     help="cluster profile for --executor slurm: a name in slurm/clusters/ or a .toml path")
     rp.add_argument("--dry-run", action="store_true", help="list the runs, their state and the estimated cost; train nothing")
     add_runtime_flags(rp)
+    add_compile_flag(rp)
     rp.set_defaults(func=cmd_run)
 
     tp = sub.add_parser("table", parents=[store], help="render tables from stored runs only (tables/<profile>/<id>.md, .tex, .csv)")
@@ -108,6 +116,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_filters(grid, f"{artifact.id} [{args.profile}]", **filters)
     planned = select(grid, **filters)
     executor = _executor(args)  # a bad --device, --executor/--cluster pair or cluster profile stops a dry run too
+    if args.compile:  # refused before anything is trained, not run by run
+        check_grid_compilable(planned)
     store = RunStore(args.runs_dir)
     absent = absent_datasets(planned, args.data_root)
     run_states = states(planned, store, absent)
@@ -143,6 +153,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     return status or (1 if failed else 0)
 
 
+def check_grid_compilable(planned) -> None:
+    """Refuse `--compile` for a grid with a second-order method, naming it (bench/compile_option.py)."""
+    from bench.compile_option import check_compilable
+    from bench.cost import probe
+
+    for run in planned:
+        if run.config is None:
+            continue
+        try:
+            method = probe(run.config)
+        except (ValueError, OSError, RuntimeError):  # HAT's helper is another run's checkpoint: checked as it trains
+            continue
+        check_compilable(run.config.method, method)
+
+
 def _executor(args: argparse.Namespace):
     from bench.executors import LocalExecutor, SubmititExecutor
     from bench.executors.cluster import ClusterProfile, load_cluster
@@ -152,12 +177,12 @@ def _executor(args: argparse.Namespace):
         raise ValueError(f"--cluster {args.cluster} applies to --executor slurm (or debug); the local executor "
                          "trains here")
     if args.executor == "local":
-        return LocalExecutor(Runtime(resolve_device(args.device), args.data_root))
+        return LocalExecutor(Runtime(resolve_device(args.device), args.data_root, compile=args.compile))
     if args.executor == "slurm" and not args.cluster:
         raise ValueError("--executor slurm needs --cluster NAME (a profile in slurm/clusters/, e.g. local or a copy "
                          "of example.toml)")
     cluster = load_cluster(args.cluster) if args.cluster else ClusterProfile(name="debug")
-    return SubmititExecutor(args.executor, cluster, args.device, args.data_root)
+    return SubmititExecutor(args.executor, cluster, args.device, args.data_root, compile=args.compile)
 
 
 def cmd_table(args: argparse.Namespace) -> int:

@@ -16,13 +16,16 @@ import statistics
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.config import RunConfig
 from bench.eval_store import Evaluation
+
+if TYPE_CHECKING:
+    from methods.core.base import Method
 
 DEFAULT_EVALUATION = Evaluation()
 
@@ -66,8 +69,9 @@ class Factor:
 
 
 @lru_cache(maxsize=None)
-def _mean_bound_units(method: str, hp: tuple, attack_steps: int, fidelity: str, epochs: int, norm: str) -> float:
-    """Forward-equivalents per image of one step of `method`, averaged over the run's epochs."""
+def probe_method(method: str, hp: tuple, attack_steps: int, fidelity: str, epochs: int, norm: str) -> Method:
+    """`method` built on a tiny stand-in context (no data, no model of the run): enough to read its step bounds
+    (methods.core.step_bound) before anything is trained."""
     from bench.data import Split
     from methods import MethodContext, build_method
 
@@ -76,7 +80,18 @@ def _mean_bound_units(method: str, hp: tuple, attack_steps: int, fidelity: str, 
                         steps_per_epoch=1, class_counts=(2,) * 10, heldout={"meta": held, "val": held, "val_meta": held},
                         device=torch.device("cpu"), fidelity=fidelity, new_model=lambda: torch.nn.Linear(64, 10),
                         image_shape=(1, 8, 8), batch_size=10, norm=norm)
-    built = build_method(method, dict(hp), ctx)
+    return build_method(method, dict(hp), ctx)
+
+
+def probe(cfg: RunConfig) -> Method:
+    """probe_method for a run's config."""
+    return probe_method(cfg.method, tuple(cfg.hp), cfg.attack_steps, cfg.fidelity, cfg.epochs, cfg.norm)
+
+
+@lru_cache(maxsize=None)
+def _mean_bound_units(method: str, hp: tuple, attack_steps: int, fidelity: str, epochs: int, norm: str) -> float:
+    """Forward-equivalents per image of one step of `method`, averaged over the run's epochs."""
+    built = probe_method(method, hp, attack_steps, fidelity, epochs, norm)
     return statistics.mean(built.step_bound(e).units for e in range(epochs))
 
 

@@ -114,3 +114,40 @@ def test_compile_of_a_second_order_method_is_refused_before_anything_is_written(
                  "--runs-dir", str(runs)]) == 2
     assert "--compile: caat takes a second-order backward each step" in capsys.readouterr().err
     assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_bench_run_refuses_compile_for_a_grid_with_a_second_order_method_before_training(tmp_path, capsys):
+    from bench.cli import main
+
+    runs = tmp_path / "runs"
+    assert main(["run", "table1_bilaw", "--profile", "smoke", "--compile", "--runs-dir", str(runs)]) == 2
+    assert "--compile: bilaw takes a second-order backward each step" in capsys.readouterr().err
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+@pytest.mark.parametrize("executor", ["local", "debug"])
+def test_bench_run_hands_compile_to_its_executor(executor):
+    """`bench run --compile` reaches the runtime each run trains with, here or in a submitit job."""
+    from bench.cli import build_parser
+    from bench.cli_grid import _executor
+
+    for flag in ([], ["--compile"]):
+        args = build_parser().parse_args(["run", "table1_bilaw", "--executor", executor, *flag])
+        built = _executor(args)
+        compiled = built.runtime.compile if executor == "local" else built.compile
+        assert compiled is bool(flag)
+
+
+@pytest.mark.slow  # compiling takes ~15 s on two busy cores
+def test_a_submitit_job_trains_compiled_and_records_it(tmp_path):
+    import json
+
+    from bench.config import RunConfig
+    from bench.executors.job import TrainJob
+    from bench.store import RunStore
+
+    cfg = RunConfig(method="pgd_at", dataset="fmnist", model="tiny-cnn", train_limit=128, batch_size=64,
+                    attack_steps=2, eval_attacks=("clean",), eval_n=32, epochs=1)
+    run = RunStore(tmp_path).run_dir(cfg)
+    TrainJob()(cfg.to_dict(), str(run.path), "cpu", None, None, None, True)
+    assert json.loads((run.path / "environment.jsonl").read_text().splitlines()[-1])["compiled"] is True

@@ -21,7 +21,7 @@ class TrainJob(submitit.helpers.Checkpointable):
 
     def __call__(self, config: dict[str, Any], run_path: str, device: str = "auto",
                  data_root: str | None = None, evaluation: dict[str, Any] | None = None,
-                 selection: dict[str, Any] | None = None) -> dict[str, Any]:
+                 selection: dict[str, Any] | None = None, compile: bool = False) -> dict[str, Any]:
         from bench.eval_store import Evaluation
         from bench.selection import Best, rule_from_dict
         from bench.train import train_run
@@ -30,7 +30,7 @@ class TrainJob(submitit.helpers.Checkpointable):
         run = RunDir(Path(run_path))
         print(f"{run.path.name}: starting at epoch {run.epochs_done()} ({run.status()})", flush=True)
         try:
-            summary = train_run(RunConfig.from_dict(config), run, Runtime(resolve_device(device), data_root),
+            summary = train_run(RunConfig.from_dict(config), run, Runtime(resolve_device(device), data_root, compile=compile),
                                 None if evaluation is None else Evaluation.from_dict(evaluation),
                                 Best() if selection is None else rule_from_dict(selection))
         except Exception:  # also failures before training starts (absent dataset, bad hyperparameter)

@@ -23,10 +23,12 @@ from bench.store import RunStore
 
 
 class SubmititExecutor:
-    def __init__(self, kind: str, cluster: ClusterProfile, device: str = "auto", data_root: str | None = None):
+    def __init__(self, kind: str, cluster: ClusterProfile, device: str = "auto", data_root: str | None = None,
+                 compile: bool = False):
         if kind not in ("slurm", "debug"):
             raise ValueError(f"submitit executor {kind!r}; choose 'slurm' or 'debug'")
         self.kind, self.cluster, self.device, self.data_root = kind, cluster, device, data_root
+        self.compile = compile  # each job's Runtime (bench/compile_option.py)
 
     def run(self, todo: list[PlannedRun], store: RunStore) -> int:
         """Submit every run not leased by someone else; returns how many failed (debug: ran and raised;
@@ -94,7 +96,7 @@ class SubmititExecutor:
                 submitted = [executor.submit(TrainJob(), run.config.to_dict(), str(store.run_dir(run.config).path),
                                              self.device, self.data_root,
                                              None if run.evaluation is None else run.evaluation.to_dict(),
-                                             run.selection.to_dict()) for run in chunk]
+                                             run.selection.to_dict(), self.compile) for run in chunk]
             jobs += list(zip(submitted, chunk))
         return jobs
 
