@@ -135,7 +135,7 @@ def test_check_leaves_flagged_cells_out_of_cell_verdicts_and_tables_mark_them():
                                                        ("F-MNIST / plain", "FC1 / perturbation: ℓ∞ / ε = 0.1 / Clean")]
     assert "4 not judged" in "\n".join(result.lines())
     full = cells.assign(ours_std=math.nan, seeds=1, published_std=math.nan, diff=cells["ours"] - cells["published"],
-                        status="done", runs="", source="store")
+                        status="done", runs="", checkpoints="", in_warmup=False, source="store")
     text = to_markdown(experiment, full, "paper", tolerance=1.5)
     assert "98.6 (8.8, +89.8) ⚠ ‡" in text
     assert "- MNIST / AT | FC1 / perturbation: ℓ2 / ε = 0.3 / Clean: attacked_at_most_clean" in text
