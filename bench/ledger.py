@@ -161,11 +161,12 @@ class Ledger:
         written, lacking = [], []
         for run_id, by_use in sorted(wanted.items()):
             run = views[run_id]
-            for use, used_by in sorted(by_use.items()):
-                content = entry(run, use, used_by, subs)
-                if content["metrics"] is None:
-                    lacking.append(f"{run_id}: {use[1]} at {use[0]} not measured")
-                    continue
+            contents = {use: entry(run, use, used_by, subs) for use, used_by in sorted(by_use.items())}
+            unmeasured = [f"{use[1]} at {use[0]}" for use, content in contents.items() if content["metrics"] is None]
+            if unmeasured:  # all of a run or none of it: a half-recorded run would render half its cells
+                lacking.append(f"{run_id}: {', '.join(unmeasured)} not measured; none of its files recorded")
+                continue
+            for use, content in contents.items():
                 path = self.root / run_id / file_name(use)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 atomic.write_text(path, json.dumps(content, indent=1, sort_keys=True, ensure_ascii=False) + "\n")

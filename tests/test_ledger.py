@@ -2,6 +2,7 @@
 Table 1 (F-MNIST), a table renders the same numbers from the ledger alone, every committed ledger file loads
 and renders, training records its environment, and `report` writes the status page."""
 import json
+import shutil
 
 import pytest
 import torch
@@ -127,3 +128,18 @@ def test_report_gives_each_table_and_figure_its_status(smoke, tmp_path):
     assert rows["table1_bilaw"].endswith("| 4 (4 not judged) | ledger (2 runs) |")
     assert rows["table1_cfa"] == "| table1_cfa | – | 0 of 88 | not run | – | 0 | – |"
     assert rows["fig1_caat"] == "| fig1_caat | closed form | drawn without runs |"
+
+
+def test_a_run_missing_one_evaluation_is_recorded_whole_or_not_at_all(smoke, tmp_path, capsys):
+    """A run still under AutoAttack has its clean and PGD-20 files: recording those alone would commit a run that
+    renders some of its cells and not others."""
+    store, _, runs = smoke
+    at = runs[KEYS[0]]
+    partial = RunStore(tmp_path / "runs")
+    shutil.copytree(at.path, partial.root / at.path.name)
+    for found in (partial.root / at.path.name / "evals").rglob("aa-*.json"):
+        found.unlink()
+    out = tmp_path / "results"
+    main(["ledger", "add", "table1_bilaw", "--profile", "smoke", "--runs-dir", str(partial.root), "--out", str(out)])
+    assert not (out / at.path.name).exists()
+    assert f"{at.path.name}: aa at best not measured; none of its files recorded" in capsys.readouterr().out
