@@ -8,6 +8,7 @@ same state.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable, ClassVar
 
 import torch
@@ -115,6 +116,16 @@ class Method:
         """The warm-up of a run of `epochs` with hyperparameters `hp`; None: the method's own update from epoch 0.
         A class method, so a table can ask it of a stored run without building the method."""
         return None
+
+    @cached_property
+    def _own_update_from(self) -> int:
+        warmup = self.warmup(self.hp, self.ctx.epochs)
+        return 0 if warmup is None else warmup.until
+
+    def weighted(self, epoch: int) -> bool:
+        """Whether 0-based `epoch` is past the warm-up (Method.warmup), when the method's own update applies; asked
+        every batch, so the switch epoch is computed once."""
+        return epoch >= self._own_update_from
 
     def step_bound(self, epoch: int) -> Passes:
         """The forward/backward passes one step of epoch `epoch` needs (methods.core.step_bound): the operation count

@@ -95,10 +95,6 @@ class GAIRAT(Method):
         first = first_epoch(lambda epoch: at_least(epoch, hp.begin, epochs, counts_from=1), epochs)
         return Warmup(first, "PGD-AT (GAIRAT's weights uniform)")
 
-    def weighted(self, epoch: int) -> bool:
-        """Whether the geometry weights apply in 0-based `epoch`."""
-        return epoch >= self.warmup(self.hp, self.ctx.epochs).until
-
     def loss(self, model, batch: Batch, optimizer) -> StepOutput:
         x_adv, kappa = pgd_counting_correct(
             model, batch.x, batch.y, eps=self.eps_for(batch.y), step_size=self.ctx.step_size,

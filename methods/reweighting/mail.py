@@ -79,10 +79,6 @@ class _MAIL(Method):
         first = first_epoch(lambda epoch: beyond(epoch, hp.burn_in, epochs, counts_from=0), epochs)
         return Warmup(first, f"{cls.burn_in_base} (MAIL's weights all 1)")
 
-    def weighted(self, epoch: int) -> bool:
-        """Whether 0-based `epoch` is past the burn-in."""
-        return epoch >= self.warmup(self.hp, self.ctx.epochs).until
-
     def weights(self, logits_adv: Tensor, batch: Batch) -> Tensor:
         """MAIL's weights after the burn-in, ones during it."""
         if not self.weighted(batch.epoch):
